@@ -1,0 +1,30 @@
+"""noisebench: a benchmark harness for learning with noisy labels.
+
+The public API. Importing it is cheap: torch, sklearn and optuna load only when used.
+"""
+
+from __future__ import annotations
+
+from noisebench.errors import UserError
+from noisebench.registry import (
+    Context,
+    Method,
+    get_method,
+    list_methods,
+    register_method,
+)
+from noisebench.space import Categorical, Float, Int
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Categorical",
+    "Context",
+    "Float",
+    "Int",
+    "Method",
+    "UserError",
+    "get_method",
+    "list_methods",
+    "register_method",
+]

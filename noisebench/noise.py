@@ -1,0 +1,234 @@
+"""Synthetic label noise, exactly: transition matrices and sampling from them.
+
+Convention: `T[i, j] = P(noisy = j | clean = i)`, row-stochastic. Every noise type
+is a function that builds T; sampling only ever sees T. See DESIGN.md §3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisebench.errors import UserError, unknown
+from noisebench.sampling import largest_remainder
+
+NOISE_TYPES = ("symmetric", "uniform", "pairflip", "asymmetric", "transition")
+MODES = ("exact", "random")
+# Rates at or above these make the noisy label no longer the most likely one in some row.
+_LIMITS = {
+    "symmetric": lambda k: (k - 1) / k,
+    "uniform": lambda k: 1.0,
+    "pairflip": lambda k: 0.5,
+    "asymmetric": lambda k: 0.5,
+}
+
+
+def transition_matrix(
+    kind: str,
+    num_classes: int,
+    rate: float,
+    *,
+    class_map: dict[int, int] | None = None,
+    allow_unidentifiable: bool = False,
+) -> np.ndarray:
+    """The K x K transition matrix of a named noise model (float64, rows sum to 1).
+
+    symmetric:  (1-r) I + r/(K-1) (J - I)   flips only to other classes
+    uniform:    (1-r) I + (r/K) J           "replace by a uniform label", true class included
+    pairflip:   T[i,i] = 1-r, T[i,(i+1) mod K] = r
+    asymmetric: T[i,i] = 1-r, T[i,m(i)] = r for the classes in `class_map`, identity elsewhere
+    """
+    k = int(num_classes)
+    if kind not in _LIMITS:
+        raise unknown("noise type", kind, _LIMITS)
+    if k < 2:
+        raise UserError(f"noise needs at least 2 classes, got {k}")
+    if not (0.0 <= rate <= 1.0):
+        raise UserError(f"noise rate must lie in [0, 1], got {rate:g}")
+    limit = _LIMITS[kind](k)
+    if rate >= limit and rate > 0 and not allow_unidentifiable:
+        raise UserError(
+            f"{kind} noise rate {rate:g} >= {limit:g} for K={k}: the noisy label is no longer "
+            "the most likely one and T is not identifiable; pass --allow-unidentifiable to run it"
+        )
+    eye = np.eye(k)
+    if kind == "symmetric":
+        t = (1 - rate) * eye + rate / (k - 1) * (1 - eye)
+    elif kind == "uniform":
+        t = (1 - rate) * eye + rate / k
+    elif kind == "pairflip":
+        t = (1 - rate) * eye + rate * np.roll(eye, 1, axis=1)
+    else:  # asymmetric
+        if not class_map:
+            raise UserError(
+                "asymmetric noise needs a class map; this dataset card has none"
+            )
+        t = eye.copy()
+        for src, dst in class_map.items():
+            if not (0 <= src < k and 0 <= dst < k):
+                raise UserError(f"class map entry {src}->{dst} is outside 0..{k - 1}")
+            if src != dst:
+                t[src, src], t[src, dst] = 1 - rate, rate
+    return t
+
+
+def validate_transition(
+    t: Any, *, num_classes: int, allow_unidentifiable: bool = False
+) -> np.ndarray:
+    """Check a user-supplied T: shape K x K, finite, non-negative, rows summing to 1, identifiable."""
+    t = np.asarray(t, dtype=np.float64)
+    k = int(num_classes)
+    if t.shape != (k, k):
+        raise UserError(
+            f"transition matrix must be {k}x{k} for this dataset, got shape {t.shape}"
+        )
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise UserError("transition matrix must have finite, non-negative entries")
+    sums = t.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-6):
+        bad = int(np.argmax(np.abs(sums - 1)))
+        raise UserError(
+            f"transition matrix is not row-stochastic: row {bad} sums to {sums[bad]:.6g}"
+        )
+    t = t / sums[:, None]
+    off = t - np.diag(np.diag(t))
+    if not allow_unidentifiable:
+        bad_rows = np.flatnonzero(np.diag(t) <= off.max(axis=1))
+        if bad_rows.size:
+            raise UserError(
+                f"transition matrix row {bad_rows[0]}: the diagonal is not the largest entry, so "
+                "T is not identifiable; pass --allow-unidentifiable to run it"
+            )
+        if np.linalg.matrix_rank(t) < k:
+            raise UserError(
+                "transition matrix is singular; pass --allow-unidentifiable to run it"
+            )
+    return t
+
+
+def load_transition(
+    path: str | Path, *, num_classes: int, allow_unidentifiable: bool = False
+) -> np.ndarray:
+    """Read a K x K matrix from `.npy` or `.csv` and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"transition file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            t = np.load(path, allow_pickle=False)
+        elif path.suffix == ".csv":
+            t = np.loadtxt(path, delimiter=",", ndmin=2)
+        else:
+            raise UserError(
+                f"transition file must be .npy or .csv, got '{path.suffix}'"
+            )
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read transition file {path}: {err}") from None
+    return validate_transition(
+        t, num_classes=num_classes, allow_unidentifiable=allow_unidentifiable
+    )
+
+
+def corrupt(labels: Any, t: Any, *, seed: int | list[int], mode: str = "exact") -> Any:
+    """Noisy labels drawn from `T`, returned as the same type as `labels` (numpy or torch).
+
+    exact:  within each clean class i exactly `largest_remainder(n_i, T[i])` samples go to
+            each class j, chosen at random, so the realized confusion matrix is n_i T
+            rounded. Each label is flipped from its clean value once, never chained.
+    random: every label is drawn independently from its row of T.
+    The same seed gives the same labels.
+    """
+    if mode not in MODES:
+        raise unknown("noise mode", mode, MODES)
+    is_torch = type(labels).__module__.startswith("torch")
+    clean = labels.detach().cpu().numpy() if is_torch else np.asarray(labels)
+    t = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, dtype=np.float64)
+    k = t.shape[0]
+    if clean.size and (clean.min() < 0 or clean.max() >= k):
+        raise UserError(
+            f"labels must lie in 0..{k - 1} for a {k}x{k} transition matrix"
+        )
+    rng = np.random.default_rng(seed)
+    noisy = clean.copy()
+    if mode == "exact":
+        for i in range(k):  # a loop over classes, not samples
+            idx = np.flatnonzero(clean == i)
+            counts = largest_remainder(idx.size, t[i], rng)
+            noisy[rng.permutation(idx)] = np.repeat(np.arange(k), counts)
+    else:
+        cdf = np.cumsum(t, axis=1)[clean]
+        noisy = np.minimum(
+            (rng.random(clean.shape)[..., None] >= cdf).sum(axis=-1), k - 1
+        )
+        noisy = noisy.astype(clean.dtype)
+    if is_torch:
+        import torch
+
+        return torch.as_tensor(noisy, dtype=labels.dtype, device=labels.device)
+    return noisy
+
+
+def confusion(clean: Any, noisy: Any, num_classes: int) -> np.ndarray:
+    """Counts C[i, j] = #{clean = i, noisy = j}."""
+    clean, noisy = np.asarray(clean).ravel(), np.asarray(noisy).ravel()
+    return np.bincount(clean * num_classes + noisy, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
+
+
+def realized_rate(clean: Any, noisy: Any) -> float:
+    """The fraction of labels that differ from the clean label."""
+    clean, noisy = np.asarray(clean), np.asarray(noisy)
+    return float((clean != noisy).mean()) if clean.size else 0.0
+
+
+def matrix_sha(matrix: np.ndarray) -> str:
+    """A short content hash of a matrix (shape, dtype and values)."""
+    m = np.ascontiguousarray(matrix)
+    digest = hashlib.sha256(f"{m.shape}{m.dtype}".encode() + m.tobytes()).hexdigest()
+    return digest[:16]
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Which noise to apply. `rate` is the nominal rate (for `transition`: 1 - mean diag)."""
+
+    kind: str = "symmetric"
+    rate: float = 0.0
+    mode: str = "exact"
+    transition_file: str | None = None
+    allow_unidentifiable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOISE_TYPES:
+            raise unknown("noise type", self.kind, NOISE_TYPES)
+        if self.mode not in MODES:
+            raise unknown("noise mode", self.mode, MODES)
+        if (self.kind == "transition") != (self.transition_file is not None):
+            raise UserError(
+                "--transition-file goes with --noise-type transition, and only with it"
+            )
+
+    def matrix(
+        self, num_classes: int, class_map: dict[int, int] | None = None
+    ) -> np.ndarray:
+        if self.kind == "transition":
+            return load_transition(
+                self.transition_file,
+                num_classes=num_classes,
+                allow_unidentifiable=self.allow_unidentifiable,
+            )
+        return transition_matrix(
+            self.kind,
+            num_classes,
+            self.rate,
+            class_map=class_map,
+            allow_unidentifiable=self.allow_unidentifiable,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

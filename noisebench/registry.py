@@ -1,0 +1,292 @@
+"""The method registry: unique names, loud errors, origins, and discovery.
+
+A method is a loss function plus declarative metadata. Built-in methods are the
+files `methods/*.py` (loaded by path); third-party packages add more through the
+`noisebench.methods` entry-point group, whose modules register on import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from noisebench.errors import UserError, did_you_mean, unknown
+from noisebench.space import Distribution, as_distribution
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+KNOWN_REQUIREMENTS = ("transition",)
+ENTRY_POINT_GROUP = "noisebench.methods"
+
+
+class RegistryError(UserError):
+    """An invalid or duplicate registration. Names are leaderboard keys, so this is loud."""
+
+
+class Registry(Generic[T]):
+    """A name -> entry mapping that refuses duplicates and answers "did you mean"."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+
+    def register(self, name: str, entry: T, *, origin: str) -> None:
+        if not NAME_RE.match(name):
+            raise RegistryError(
+                f"invalid {self.kind} name '{name}': must match {NAME_RE.pattern}"
+            )
+        if name in self._entries:
+            raise RegistryError(
+                f"duplicate {self.kind} name '{name}': registered by {self._origins[name]} "
+                f"and again by {origin}"
+            )
+        self._entries[name] = entry
+        self._origins[name] = origin
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise unknown(self.kind, name, self._entries) from None
+
+    def origin(self, name: str) -> str:
+        self.get(name)
+        return self._origins[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method may know besides logits and labels. Methods never touch global RNG state."""
+
+    num_classes: int
+    transition: torch.Tensor | None = None  # (K, K), T[i, j] = P(noisy = j | clean = i)
+    transition_source: str = "oracle"  # "oracle" | "estimated"
+    epoch: int = 0
+    progress: float = 0.0  # fraction of training done, in [0, 1]
+    generator: torch.Generator | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered loss. Call it as `method(logits, labels, ctx, **params)`."""
+
+    name: str
+    fn: Callable[..., Any] = field(repr=False)
+    search_space: Mapping[str, Distribution]
+    defaults: Mapping[str, Any]
+    neutral: Mapping[str, Any] | None
+    bounds: Mapping[str, tuple[float | None, float | None]]
+    requires: tuple[str, ...]
+    paper: str
+    version: int
+    summary: str
+
+    def __call__(self, logits, labels, ctx: Context, **params: Any):
+        return self.fn(logits, labels, ctx, **params)
+
+    def _require_param(self, key: str) -> None:
+        if key not in self.defaults:
+            raise UserError(
+                f"method '{self.name}' has no parameter '{key}'"
+                f"{did_you_mean(key, self.defaults)}; it takes: "
+                f"{', '.join(self.defaults) or 'no parameters'}"
+            )
+
+    def check_value(self, key: str, value: Any) -> None:
+        """Raise UserError unless `value` is a valid setting of parameter `key`."""
+        self._require_param(key)
+        dist = self.search_space[key]
+        if not dist.accepts(value):
+            raise UserError(
+                f"{self.name}: {key}={value!r} is not a valid {dist.describe()}"
+            )
+        low, high = self.bounds.get(key, (None, None))
+        if (low is not None and value < low) or (high is not None and value >= high):
+            interval = (
+                f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
+            )
+            raise UserError(f"{self.name}: {key}={value!r} is out of range {interval}")
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The defaults with `overrides` applied; every value validated."""
+        params = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            self.check_value(key, value)
+            params[key] = value
+        return params
+
+    def parse(self, assignments: list[str]) -> dict[str, Any]:
+        """Parse CLI `key=value` strings into validated, typed params (defaults filled in)."""
+        overrides: dict[str, Any] = {}
+        for text in assignments:
+            key, sep, raw = text.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or not key:
+                raise UserError(f"--param expects key=value, got '{text}'")
+            self._require_param(key)
+            try:
+                overrides[key] = self.search_space[key].parse(raw)
+            except ValueError as err:
+                raise UserError(
+                    f"{self.name}: {key}={raw!r} is not a valid "
+                    f"{self.search_space[key].describe()} ({err})"
+                ) from None
+        return self.resolve(overrides)
+
+
+METHODS: Registry[Method] = Registry("method")
+_LOAD_ERRORS: dict[str, str] = {}
+_discovered = False
+
+
+def register_method(
+    name: str,
+    *,
+    search_space: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    neutral: Mapping[str, Any] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    requires: tuple[str, ...] = (),
+    paper: str = "",
+    version: int = 1,
+    summary: str | None = None,
+) -> Callable[[Callable[..., Any]], Method]:
+    """Register a loss `fn(logits, labels, ctx, **params) -> scalar` under `name`.
+
+    `bounds[key] = (low, high)` is the valid range `low <= value < high` (None: open);
+    `search_space` is the (usually narrower) range the tuner explores.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Method:
+        origin = inspect.getsourcefile(fn) or fn.__module__
+        space = {k: as_distribution(d) for k, d in search_space.items()}
+        kwonly = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        problems = []
+        if set(space) != set(defaults) or set(kwonly) != set(defaults):
+            problems.append(
+                f"search_space {sorted(space)}, defaults {sorted(defaults)} and keyword-only "
+                f"arguments {sorted(kwonly)} must name the same parameters"
+            )
+        if neutral is not None and not set(neutral) <= set(defaults):
+            problems.append(
+                f"neutral names unknown parameters {sorted(set(neutral) - set(defaults))}"
+            )
+        if not set(requires) <= set(KNOWN_REQUIREMENTS):
+            problems.append(f"requires {requires}; known: {KNOWN_REQUIREMENTS}")
+        if paper and not paper.startswith(("http://", "https://")):
+            problems.append(f"paper must be a URL, got {paper!r}")
+        if int(version) < 1:
+            problems.append(f"version must be >= 1, got {version}")
+        if problems:
+            raise RegistryError(f"method '{name}' ({origin}): " + "; ".join(problems))
+        doc = inspect.getdoc(fn) or inspect.getdoc(sys.modules.get(fn.__module__)) or ""
+        method = Method(
+            name=name,
+            fn=fn,
+            search_space=space,
+            defaults=dict(defaults),
+            neutral=None if neutral is None else dict(neutral),
+            bounds=dict(bounds or {}),
+            requires=tuple(requires),
+            paper=paper,
+            version=int(version),
+            summary=summary or (doc.strip().splitlines() or [""])[0],
+        )
+        for key, value in method.defaults.items():
+            try:
+                method.check_value(key, value)
+            except UserError as err:
+                raise RegistryError(
+                    f"method '{name}' ({origin}): default {err}"
+                ) from None
+            if not space[key].contains(value):
+                raise RegistryError(
+                    f"method '{name}' ({origin}): default {key}={value!r} lies outside its "
+                    f"search space {space[key].describe()}"
+                )
+        METHODS.register(name, method, origin=origin)
+        return method
+
+    return decorate
+
+
+def builtin_dir(kind: str) -> Path:
+    """`methods/` or `datasets/`: inside the wheel when installed, else the source checkout."""
+    packaged = Path(__file__).parent / "_builtin" / kind
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / kind
+
+
+def _load_file(path: Path) -> None:
+    module_name = f"noisebench_methods.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+
+
+def discover() -> None:
+    """Load built-in method files and entry-point plugins, once. Failures are kept, not raised."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for path in sorted(builtin_dir("methods").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            _load_file(path)
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not take the harness down
+            _LOAD_ERRORS[str(path)] = f"{type(err).__name__}: {err}"
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as err:  # noqa: BLE001 - shown by `noisebench methods` instead
+            _LOAD_ERRORS[f"{ep.name} ({ep.value})"] = f"{type(err).__name__}: {err}"
+
+
+def load_errors() -> dict[str, str]:
+    """Plugins that failed to load: source -> one-line error."""
+    discover()
+    return dict(_LOAD_ERRORS)
+
+
+def get_method(name: str) -> Method:
+    discover()
+    return METHODS.get(name)
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    """Registered method names, optionally filtered by a glob pattern."""
+    import fnmatch
+
+    discover()
+    names = METHODS.names()
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
