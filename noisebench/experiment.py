@@ -1,0 +1,328 @@
+"""From a RunSpec to records: data -> noise -> engine -> metrics (DESIGN.md §1 data flow).
+
+`prepare` does every check that can fail on user input before any training starts,
+so a bad request never leaves a partial record behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisebench.data import Card, Dataset, load_dataset, resolve_card, stratified_split
+from noisebench.errors import UserError
+from noisebench.noise import NoiseSpec, confusion, corrupt, matrix_sha, realized_rate
+from noisebench.registry import Method, get_method
+from noisebench.sampling import derive_seed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One configuration, trained for every seed in `seeds`. Built by the CLI, frozen."""
+
+    method: str
+    params: dict[str, Any]
+    dataset: str
+    noise: NoiseSpec
+    train: (
+        Any  # engine.TrainConfig (kept untyped here so the CLI's help stays torch-free)
+    )
+    seeds: tuple[int, ...] = (0, 1, 2)
+    noise_seeds: tuple[int, ...] | None = None  # default: the training seeds
+    device: str = "auto"
+    phase: str = "evaluate"
+    study: str | None = None
+    trial: int | None = None
+
+
+@dataclass
+class Prepared:
+    """A validated spec with its data and noise, ready for the engine."""
+
+    spec: RunSpec
+    method: Method
+    dataset: Dataset
+    transition: np.ndarray
+    noisy: np.ndarray  # (S, N)
+    train_idx: np.ndarray  # (S, n_train)
+    val_idx: np.ndarray  # (S, n_val)
+
+
+def train_config_for(card: Card, **overrides: Any):
+    """The card's training defaults with the non-None `overrides` applied."""
+    from noisebench.engine import TrainConfig
+
+    values = {**card.train, **{k: v for k, v in overrides.items() if v is not None}}
+    unknown_keys = set(values) - set(TrainConfig.__dataclass_fields__)
+    if unknown_keys:
+        raise UserError(
+            f"dataset card {card.origin}: unknown [train] keys {sorted(unknown_keys)}"
+        )
+    if "hidden" in values:
+        values["hidden"] = tuple(int(h) for h in values["hidden"])
+    return TrainConfig(**values)
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Validate the spec against the registry and the data; draw the noise and the splits."""
+    method = get_method(spec.method)
+    params = method.resolve(spec.params)
+    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
+        raise UserError(f"seeds must be distinct and non-empty, got {list(spec.seeds)}")
+    noise_seeds = tuple(spec.noise_seeds or spec.seeds)
+    if len(noise_seeds) != len(spec.seeds):
+        raise UserError("give as many noise seeds as seeds")
+    if (
+        "transition" in method.requires
+        and spec.noise.rate == 0
+        and spec.noise.kind != "transition"
+    ):
+        pass  # T = I is a valid (if dull) oracle
+    dataset = load_dataset(resolve_card(spec.dataset))
+    t = spec.noise.matrix(dataset.num_classes, dataset.class_map)
+    noisy, train_idx, val_idx = [], [], []
+    for noise_seed in noise_seeds:
+        y = corrupt(
+            dataset.y,
+            t,
+            seed=derive_seed(
+                "noise", dataset.name, matrix_sha(t), spec.noise.mode, noise_seed
+            ),
+            mode=spec.noise.mode,
+        )
+        # Validation is carved from the noisy pool, stratified by the noisy label (DESIGN §4).
+        train, val = stratified_split(
+            y,
+            spec.train.val_fraction,
+            seed=derive_seed("val", dataset.name, noise_seed),
+        )
+        noisy.append(y)
+        train_idx.append(train)
+        val_idx.append(val)
+    sizes = {len(a) for a in train_idx}
+    if len(sizes) != 1:  # cannot happen: split sizes depend only on the pool size
+        raise RuntimeError(f"train splits of unequal sizes {sizes}")
+    if min(sizes) < 1 or len(val_idx[0]) < 1:
+        raise UserError(
+            f"dataset {dataset.name} is too small for a {spec.train.val_fraction:g} validation split"
+        )
+    return Prepared(
+        spec=replace(spec, params=params, noise_seeds=noise_seeds),
+        method=method,
+        dataset=dataset,
+        transition=t,
+        noisy=np.stack(noisy),
+        train_idx=np.stack(train_idx),
+        val_idx=np.stack(val_idx),
+    )
+
+
+def run(
+    prepared: Prepared, *, on_epoch: Callable[[int], None] | None = None
+) -> list[dict[str, Any]]:
+    """Train every seed of the configuration together and return one record per seed."""
+    import torch
+
+    from noisebench import engine, metrics
+
+    spec, ds = prepared.spec, prepared.dataset
+    device = engine.resolve_device(spec.device)
+    started = datetime.now(timezone.utc)
+    needs_t = "transition" in prepared.method.requires
+    task = engine.Task(
+        x=torch.as_tensor(ds.x, device=device),
+        y_noisy=torch.as_tensor(prepared.noisy, device=device),
+        train_idx=torch.as_tensor(prepared.train_idx, device=device),
+        val_idx=torch.as_tensor(prepared.val_idx, device=device),
+        x_test=torch.as_tensor(ds.x_test, device=device),
+        y_test=torch.as_tensor(ds.y_test, device=device),
+        num_classes=ds.num_classes,
+        seeds=list(spec.seeds),
+        transition=torch.as_tensor(
+            prepared.transition, dtype=torch.float32, device=device
+        )
+        if needs_t
+        else None,
+    )
+    result = engine.fit(
+        task,
+        method=prepared.method,
+        params=spec.params,
+        config=spec.train,
+        on_epoch=on_epoch,
+    )
+    finished = datetime.now(timezone.utc)
+
+    common = _common_fields(prepared, device, started, finished, result.seconds)
+    y_clean = torch.as_tensor(ds.y)
+    y_test = torch.as_tensor(ds.y_test)
+    records = []
+    for s, (seed, noise_seed) in enumerate(
+        zip(spec.seeds, spec.noise_seeds, strict=True)
+    ):
+        noisy = prepared.noisy[s]
+        record = {
+            **common,
+            "run_id": uuid.uuid4().hex,
+            "seed": int(seed),
+            "noise_seed": int(noise_seed),
+            "realized_rate": realized_rate(ds.y, noisy),
+            "confusion_sha": matrix_sha(confusion(ds.y, noisy, ds.num_classes)),
+            "val_acc_curve": result.val_acc[s].tolist(),
+            "test_acc_curve": result.test_acc[s].tolist(),
+            "transition_error": None,
+            "error": None,
+        }
+        if int(result.diverged_at[s]) >= 0:
+            record |= {
+                "status": "diverged",
+                "error": f"non-finite loss in epoch {int(result.diverged_at[s]) + 1}",
+            }
+            record |= dict.fromkeys(_METRICS)
+        else:
+            train = torch.as_tensor(prepared.train_idx[s])
+            logits = result.pool_logits[s][train]
+            y_noisy = torch.as_tensor(noisy)[train]
+            best = int(torch.argmax(result.val_acc[s]))
+            mem_noisy, mem_clean = metrics.memorization(
+                logits.argmax(-1), y_noisy, y_clean[train]
+            )
+            test_logits = result.test_logits[s]
+            record |= {
+                "status": "ok",
+                "test_acc": metrics.accuracy(test_logits, y_test),
+                "test_acc_at_best_val": float(result.test_acc[s, best]),
+                "best_epoch": best + 1,
+                "val_acc": float(result.val_acc[s, -1]),
+                "best_val_acc": float(result.val_acc[s, best]),
+                "ece": metrics.ece(test_logits, y_test),
+                "nll": metrics.nll(test_logits, y_test),
+                "brier": metrics.brier(test_logits, y_test),
+                "mem_noisy": mem_noisy,
+                "mem_clean": mem_clean,
+                "flip_auroc": metrics.flip_detection_auroc(
+                    logits, y_noisy, y_clean[train]
+                ),
+            }
+        records.append(record)
+    return records
+
+
+_METRICS = (
+    "test_acc",
+    "test_acc_at_best_val",
+    "best_epoch",
+    "val_acc",
+    "best_val_acc",
+    "ece",
+    "nll",
+    "brier",
+    "mem_noisy",
+    "mem_clean",
+    "flip_auroc",
+)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+
+
+def _sha(obj: Any) -> str:
+    data = (
+        obj.tobytes() if isinstance(obj, np.ndarray) else canonical_json(obj).encode()
+    )
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def config_identity(prepared: Prepared) -> dict[str, Any]:
+    """Everything that defines the experiment except its seeds: the leaderboard's key."""
+    spec = prepared.spec
+    return {
+        "method": spec.method,
+        "method_version": prepared.method.version,
+        "params": spec.params,
+        "dataset": prepared.dataset.name,
+        "dataset_sha": prepared.dataset.sha,
+        "train": asdict(spec.train),
+        "noise": {
+            "kind": spec.noise.kind,
+            "rate": spec.noise.rate,
+            "mode": spec.noise.mode,
+        },
+        "transition_sha": matrix_sha(prepared.transition),
+        "transition_source": "oracle",
+    }
+
+
+def _common_fields(
+    prepared: Prepared, device, started, finished, seconds
+) -> dict[str, Any]:
+    import torch
+
+    from noisebench import __version__
+    from noisebench.store import SCHEMA_VERSION
+
+    spec = prepared.spec
+    members = len(spec.seeds)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config_hash": _sha(config_identity(prepared)),
+        "method": spec.method,
+        "method_version": prepared.method.version,
+        "params": canonical_json(spec.params),
+        "params_hash": _sha(spec.params),
+        "dataset": prepared.dataset.name,
+        "dataset_sha": prepared.dataset.sha,
+        "model": spec.train.model,
+        "train_config": canonical_json(asdict(spec.train)),
+        "epochs": spec.train.epochs,
+        "noise_type": spec.noise.kind,
+        "noise_mode": spec.noise.mode,
+        "noise_rate": float(spec.noise.rate),
+        "transition_sha": matrix_sha(prepared.transition),
+        "transition_source": "oracle",
+        "run_seeds": [int(s) for s in spec.seeds],
+        "phase": spec.phase,
+        "study": spec.study,
+        "trial": spec.trial,
+        "wall_time_s": seconds / members,
+        "ensemble_size": members,
+        "noisebench_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine()),
+        "git_sha": _git_sha(),
+        "started_at": started,
+        "finished_at": finished,
+    }
+
+
+def _git_sha() -> str | None:
+    """The source checkout's commit, when noisebench runs from one (never from a wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

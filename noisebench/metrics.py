@@ -1,0 +1,73 @@
+"""Metrics, each a small pure function of one model's outputs (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(dim=-1) == labels).float().mean().item()
+
+
+def nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return F.cross_entropy(logits.double(), labels).item()
+
+
+def brier(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over samples of sum_k (p_k - onehot_k)^2 (ranges over [0, 2])."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    onehot = F.one_hot(labels, probs.shape[-1]).double()
+    return ((probs - onehot) ** 2).sum(dim=-1).mean().item()
+
+
+def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """Expected calibration error (Guo et al. 2017): equal-width bins (lo, hi] of the
+    max probability; sum over bins of |bin| / n * |accuracy - mean confidence|."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    conf, pred = probs.max(dim=-1)
+    correct = (pred == labels).double()
+    # bin b holds conf in (b/n, (b+1)/n]; conf is never 0 for a softmax
+    bins = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
+    count = torch.bincount(bins, minlength=n_bins).double()
+    gap = torch.bincount(bins, weights=correct - conf, minlength=n_bins).abs()
+    return (gap.sum() / count.sum()).item()
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve by the Mann-Whitney statistic, ties counted half; NaN when
+    either class is empty."""
+    from scipy.stats import rankdata
+
+    scores, positive = (
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(positive, dtype=bool),
+    )
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def memorization(
+    pred: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor
+) -> tuple[float, float]:
+    """Of the corrupted samples (noisy != clean): the fraction predicted as their noisy
+    label, and the fraction predicted as their clean label. NaN when none is corrupted."""
+    corrupted = noisy != clean
+    if not bool(corrupted.any()):
+        return float("nan"), float("nan")
+    p = pred[corrupted]
+    return (p == noisy[corrupted]).float().mean().item(), (
+        p == clean[corrupted]
+    ).float().mean().item()
+
+
+def flip_detection_auroc(
+    logits: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor
+) -> float:
+    """AUROC of the per-sample training loss at telling corrupted samples from clean ones."""
+    loss = F.cross_entropy(logits.double(), noisy, reduction="none")
+    return auroc(loss.numpy(), (noisy != clean).numpy())
