@@ -82,49 +82,46 @@ def prepare(spec: RunSpec) -> Prepared:
     noise_seeds = tuple(spec.noise_seeds or spec.seeds)
     if len(noise_seeds) != len(spec.seeds):
         raise UserError("give as many noise seeds as seeds")
-    if (
-        "transition" in method.requires
-        and spec.noise.rate == 0
-        and spec.noise.kind != "transition"
-    ):
-        pass  # T = I is a valid (if dull) oracle
     dataset = load_dataset(resolve_card(spec.dataset))
     t = spec.noise.matrix(dataset.num_classes, dataset.class_map)
-    noisy, train_idx, val_idx = [], [], []
-    for noise_seed in noise_seeds:
-        y = corrupt(
-            dataset.y,
-            t,
-            seed=derive_seed(
-                "noise", dataset.name, matrix_sha(t), spec.noise.mode, noise_seed
-            ),
-            mode=spec.noise.mode,
-        )
-        # Validation is carved from the noisy pool, stratified by the noisy label (DESIGN §4).
-        train, val = stratified_split(
-            y,
-            spec.train.val_fraction,
-            seed=derive_seed("val", dataset.name, noise_seed),
-        )
-        noisy.append(y)
-        train_idx.append(train)
-        val_idx.append(val)
-    sizes = {len(a) for a in train_idx}
-    if len(sizes) != 1:  # cannot happen: split sizes depend only on the pool size
-        raise RuntimeError(f"train splits of unequal sizes {sizes}")
-    if min(sizes) < 1 or len(val_idx[0]) < 1:
-        raise UserError(
-            f"dataset {dataset.name} is too small for a {spec.train.val_fraction:g} validation split"
-        )
+    noise = spec.noise
+    if noise.kind == "transition":  # its nominal rate is the mean flip probability of T
+        noise = replace(noise, rate=round(float(1 - np.diag(t).mean()), 6))
+    draws = [
+        draw_noise(dataset, t, spec.noise.mode, seed, spec.train.val_fraction)
+        for seed in noise_seeds
+    ]
+    noisy, train_idx, val_idx = (np.stack(parts) for parts in zip(*draws, strict=True))
     return Prepared(
-        spec=replace(spec, params=params, noise_seeds=noise_seeds),
+        spec=replace(spec, params=params, noise=noise, noise_seeds=noise_seeds),
         method=method,
         dataset=dataset,
         transition=t,
-        noisy=np.stack(noisy),
-        train_idx=np.stack(train_idx),
-        val_idx=np.stack(val_idx),
+        noisy=noisy,
+        train_idx=train_idx,
+        val_idx=val_idx,
     )
+
+
+def draw_noise(
+    dataset: Dataset, t: np.ndarray, mode: str, noise_seed: int, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(noisy labels of the pool, train indices, validation indices) for one noise seed.
+
+    Both depend only on (dataset, T, mode, noise seed), never on the training seed, and
+    the validation split is stratified by the *noisy* label (DESIGN §4). Its size depends
+    only on the pool size, so every seed's split has the same shape.
+    """
+    seed = derive_seed("noise", dataset.name, matrix_sha(t), mode, noise_seed)
+    noisy = corrupt(dataset.y, t, seed=seed, mode=mode)
+    train, val = stratified_split(
+        noisy, val_fraction, seed=derive_seed("val", dataset.name, noise_seed)
+    )
+    if train.size < 1 or val.size < 1:
+        raise UserError(
+            f"dataset {dataset.name} is too small for a {val_fraction:g} validation split"
+        )
+    return noisy, train, val
 
 
 def run(

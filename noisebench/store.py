@@ -131,3 +131,16 @@ def read_records(store: str | Path) -> pa.Table:
         except (pa.ArrowInvalid, KeyError, OSError) as err:
             raise UserError(f"unreadable shard {path}: {err}") from None
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def ensure_writable(store: str | Path) -> None:
+    """Fail before training, not after, when records could not be written."""
+    folder = runs_dir(store)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"cannot create the store folder {folder}: {err.strerror}"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"the store folder {folder} is not writable")

@@ -1,0 +1,73 @@
+"""The `noisebench` command. One typer sub-app per file; heavy imports happen inside commands
+so that `noisebench --help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from noisebench.errors import UserError
+
+
+class _Group(TyperGroup):
+    """Turns bad input (ours or click's) into one line on stderr and exit code 2."""
+
+    def main(
+        self,
+        args=None,
+        prog_name=None,
+        complete_var=None,
+        standalone_mode=True,
+        **extra,
+    ):
+        try:
+            rv = super().main(
+                args, prog_name, complete_var, standalone_mode=False, **extra
+            )
+        except UserError as err:
+            _fail(str(err))
+        except click.exceptions.Abort:
+            _fail("aborted", code=1)
+        except click.ClickException as err:
+            hint = ""
+            if isinstance(err, click.UsageError) and err.ctx is not None:
+                hint = f" (see '{err.ctx.command_path} --help')"
+            _fail(f"{err.format_message()}{hint}", code=err.exit_code)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="A benchmark harness for learning with noisy labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    from noisebench.cli import datasets, evaluate, leaderboard, methods, noise
+
+    app.command("evaluate")(evaluate.evaluate)
+    app.command("methods")(methods.methods)
+    app.command("datasets")(datasets.datasets)
+    app.add_typer(noise.app, name="noise")
+    app.command("leaderboard")(leaderboard.leaderboard)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,318 @@
+"""Aggregate run records and render the leaderboard (DESIGN.md §6).
+
+Honest tables: duplicates dropped, stale method versions set aside, mean +- std over
+seeds with the seed count, and a cell with missing or diverged seeds shown as such,
+never as a partial average (the MTEB rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LEADERBOARD_PHASES = ("evaluate", "final")  # tuning trials never reach the tables
+NOISE_NOTES = {
+    "symmetric": "T = (1-r)I + r/(K-1)(J-I): a corrupted label moves to one of the *other* classes",
+    "uniform": "T = (1-r)I + (r/K)J: a corrupted label is redrawn from all K classes (flip rate r(K-1)/K)",
+    "pairflip": "T[i,i] = 1-r, T[i,i+1 mod K] = r",
+    "asymmetric": "the dataset card's class map: T[i,i] = 1-r, T[i,m(i)] = r for mapped classes",
+    "transition": "a user-supplied transition matrix",
+}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def md_escape(text: str) -> str:
+    """Escape a user-supplied string (method names, params) for markdown tables."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample std (ddof = 1); NaN for one value
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if not values:
+            return cls(math.nan, math.nan, 0)
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        return cls(statistics.fmean(values), std, len(values))
+
+
+def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the newest record per (config, seed, noise seed, phase)."""
+    newest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = (row["config_hash"], row["seed"], row["noise_seed"], row["phase"])
+        if key not in newest or row["finished_at"] > newest[key]["finished_at"]:
+            newest[key] = row
+    return list(newest.values())
+
+
+def split_stale(rows: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(current, stale): stale rows were made by another version of a registered method."""
+    from noisebench.registry import METHODS, discover
+
+    discover()
+    current, stale = [], []
+    for row in rows:
+        registered = (
+            METHODS.get(row["method"]).version if row["method"] in METHODS else None
+        )
+        (stale if registered not in (None, row["method_version"]) else current).append(
+            row
+        )
+    return current, stale
+
+
+@dataclass
+class Cell:
+    """All records of one (row, noise rate) cell of a table."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def expected(self) -> set[int]:
+        return {s for r in self.records for s in r["run_seeds"]}
+
+    def by_status(self, status: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == status]
+
+    @property
+    def complete(self) -> bool:
+        done = {r["seed"] for r in self.records if r["status"] in ("ok", "diverged")}
+        return self.expected <= done and not self.by_status("diverged")
+
+    def stat(self, metric: str) -> Stat:
+        return Stat.of([r[metric] for r in self.by_status("ok")])
+
+    def render(self, metric: str, *, bold: bool = False) -> str:
+        n_expected = len(self.expected)
+        diverged = self.by_status("diverged")
+        if diverged:
+            return f"diverged ({len(diverged)}/{n_expected})"
+        if not self.complete:
+            return f"incomplete ({len(self.by_status('ok'))}/{n_expected})"
+        s = self.stat(metric)
+        spread = "" if math.isnan(s.std) else f" ± {100 * s.std:.1f}"
+        text = f"{100 * s.mean:.1f}{spread}"
+        return f"**{text}** ({s.n})" if bold else f"{text} ({s.n})"
+
+
+@dataclass
+class Board:
+    """One table: a dataset x noise type x training setup; rows are method + params."""
+
+    dataset: str
+    noise_type: str
+    noise_mode: str
+    train_config: str
+    cells: dict[tuple[str, str], dict[float, Cell]] = field(default_factory=dict)
+
+    @property
+    def rates(self) -> list[float]:
+        return sorted({rate for row in self.cells.values() for rate in row})
+
+    @property
+    def slug(self) -> str:
+        setup = hashlib.sha256(self.train_config.encode()).hexdigest()[:8]
+        raw = f"{self.dataset}-{self.noise_type}-{self.noise_mode}-{setup}"
+        return re.sub(r"[^a-z0-9_.-]+", "_", raw.lower())
+
+
+def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
+    """Group leaderboard rows into tables, sorted by dataset, noise type and setup."""
+    grouped: dict[tuple, Board] = {}
+    for row in rows:
+        if row["phase"] not in LEADERBOARD_PHASES:
+            continue
+        key = (
+            row["dataset"],
+            row["noise_type"],
+            row["noise_mode"],
+            row["train_config"],
+        )
+        board = grouped.setdefault(key, Board(*key))
+        line = board.cells.setdefault((row["method"], row["params"]), {})
+        line.setdefault(row["noise_rate"], Cell()).records.append(row)
+    return [grouped[k] for k in sorted(grouped)]
+
+
+def row_label(method: str, params_json: str) -> str:
+    params = json.loads(params_json)
+    inner = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+    return f"{method} ({inner})" if inner else method
+
+
+def describe_setup(train_config: str) -> str:
+    c = json.loads(train_config)
+    hidden = "-".join(str(h) for h in c.get("hidden", []))
+    text = f"{c['model']} {hidden}, {c['epochs']} epochs, {c['optimizer']} lr {c['lr']:g}, batch {c['batch_size']}"
+    if c.get("weight_decay"):
+        text += f", wd {c['weight_decay']:g}"
+    if c.get("warmup"):
+        text += f", CE warm-up {c['warmup']:g}"
+    return text + f", {c['val_fraction']:g} noisy validation"
+
+
+def render_table(board: Board, metric: str) -> list[str]:
+    rates = board.rates
+    best = {}
+    for rate in rates:
+        means = [
+            line[rate].stat(metric).mean
+            for line in board.cells.values()
+            if rate in line and line[rate].complete
+        ]
+        best[rate] = max(means) if means else None
+    lines = [
+        "| method | " + " | ".join(f"{r:g}" for r in rates) + " |",
+        "|---|" + "---:|" * len(rates),
+    ]
+    for method, params in sorted(board.cells):
+        line = board.cells[(method, params)]
+        cells = []
+        for rate in rates:
+            cell = line.get(rate)
+            if cell is None:
+                cells.append("")
+                continue
+            is_best = (
+                cell.complete
+                and best[rate] is not None
+                and cell.stat(metric).mean == best[rate]
+            )
+            cells.append(cell.render(metric, bold=is_best))
+        lines.append(
+            f"| {md_escape(row_label(method, params))} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def render_markdown(
+    rows: list[dict[str, Any]], *, stale: int = 0, plots: dict[str, str] | None = None
+) -> str:
+    """The leaderboard page. Deterministic: the same records always give the same text."""
+    out = [
+        "# noisebench leaderboard",
+        "",
+        "Generated by `noisebench leaderboard` from the run records in `runs/`; do not edit by hand.",
+        "Cells: clean test accuracy in %, mean ± sample std over seeds (number of seeds).",
+        "**Bold**: the best complete cell of its column. A cell with a diverged or missing seed",
+        "says so instead of averaging the seeds that happened to finish.",
+        "Model selection never looks at the test set: *last epoch* reports the final model;",
+        "*selected by noisy validation* reports the epoch with the best accuracy on the noisy",
+        "validation split.",
+        "",
+    ]
+    tables = boards(rows)
+    if not tables:
+        out.append(
+            "No runs yet. Run `noisebench evaluate --method ce --noise 0.4` to add one."
+        )
+    for board in tables:
+        title = (
+            f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
+        )
+        out += [f"## {md_escape(title)}", ""]
+        out += [f"{md_escape(describe_setup(board.train_config))}.", ""]
+        out += [
+            f"Noise: {md_escape(NOISE_NOTES.get(board.noise_type, board.noise_type))}. Columns: noise rate r.",
+            "",
+        ]
+        out += ["Last epoch (`test_acc`):", ""] + render_table(board, "test_acc") + [""]
+        out += ["Selected by noisy validation (`test_acc_at_best_val`):", ""]
+        out += render_table(board, "test_acc_at_best_val") + [""]
+        if plots and board.slug in plots:
+            out += [f"![{md_escape(title)}]({plots[board.slug]})", ""]
+    n_runs = sum(1 for r in rows if r["phase"] in LEADERBOARD_PHASES)
+    out.append(
+        f"{n_runs} runs shown"
+        + (
+            f"; {stale} stale runs of older method versions not shown."
+            if stale
+            else "."
+        )
+    )
+    return "\n".join(out) + "\n"
+
+
+def plot_board(board: Board, path: Path) -> None:
+    """Accuracy against noise rate, one line per method, for both selection rules."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, metric, title in zip(
+        axes,
+        ("test_acc", "test_acc_at_best_val"),
+        ("last epoch", "selected by noisy validation"),
+        strict=True,
+    ):
+        for method, params in sorted(board.cells):
+            line = board.cells[(method, params)]
+            rates = [r for r in sorted(line) if line[r].complete]
+            if not rates:
+                continue
+            stats = [line[r].stat(metric) for r in rates]
+            ax.errorbar(
+                rates,
+                [100 * s.mean for s in stats],
+                yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
+                marker="o",
+                capsize=3,
+                label=row_label(method, params),
+            )
+        ax.set_title(title)
+        ax.set_xlabel("noise rate")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("clean test accuracy (%)")
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{board.dataset}: {board.noise_type} noise")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def leaderboard_rows(store: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """(current deduplicated rows, number of stale rows) from a store."""
+    from noisebench.store import read_records
+
+    rows = dedupe(read_records(store).to_pylist())
+    current, stale = split_stale(rows)
+    return current, len(stale)
+
+
+def build(store: str | Path, *, write_plots: bool = True) -> str:
+    """Render `<store>/README.md` text; with `write_plots`, also write `<store>/plots/*.png`."""
+    store = Path(store)
+    rows, stale = leaderboard_rows(store)
+    plots = {}
+    for board in boards(rows):
+        relative = f"plots/{board.slug}.png"
+        if write_plots:
+            plot_board(board, store / relative)
+        plots[board.slug] = relative
+    return render_markdown(rows, stale=stale, plots=plots)
+
+
+def summarize(
+    records: Sequence[dict[str, Any]], metrics: Sequence[str]
+) -> dict[str, Stat]:
+    """Mean +- std over the `ok` records of one configuration."""
+    ok = [r for r in records if r["status"] == "ok"]
+    return {m: Stat.of([r[m] for r in ok]) for m in metrics}
