@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from noisebench.errors import UserError
+
+# typer >= 0.20 vendors its own click; find its exception classes through a public name.
+_CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
+ClickException, UsageError = (
+    _CLICK_ERRORS["ClickException"],
+    _CLICK_ERRORS["UsageError"],
+)
 
 
 class _Group(TyperGroup):
@@ -29,11 +35,16 @@ class _Group(TyperGroup):
             )
         except UserError as err:
             _fail(str(err))
-        except click.exceptions.Abort:
+        except typer.Abort:
             _fail("aborted", code=1)
-        except click.ClickException as err:
+        except ClickException as err:
+            if (
+                type(err).__name__ == "NoArgsIsHelpError"
+            ):  # bare `noisebench`: show the help
+                err.show()
+                sys.exit(err.exit_code)
             hint = ""
-            if isinstance(err, click.UsageError) and err.ctx is not None:
+            if isinstance(err, UsageError) and err.ctx is not None:
                 hint = f" (see '{err.ctx.command_path} --help')"
             _fail(f"{err.format_message()}{hint}", code=err.exit_code)
         if not standalone_mode:

@@ -1,0 +1,3 @@
+from noisebench.cli import main
+
+main()

@@ -1,0 +1,303 @@
+"""The CLI end to end, through typer's CliRunner: outputs, records, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from noisebench.cli import app
+from noisebench.data import load_dataset
+from noisebench.experiment import draw_noise
+from noisebench.noise import transition_matrix
+from noisebench.store import SCHEMA, read_records
+
+FAST = ["--epochs", "2", "--seeds", "2"]
+
+
+def invoke(*args: str, env=None):
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def shards(store):
+    return (
+        sorted((store / "runs").glob("*.parquet")) if (store / "runs").exists() else []
+    )
+
+
+def test_evaluate_json_writes_one_record_per_seed(tmp_path):
+    result = invoke(
+        "evaluate",
+        "--method",
+        "ls",
+        "--noise",
+        "0.4",
+        *FAST,
+        "--store",
+        str(tmp_path),
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)  # nothing else on stdout
+    assert out["spec"]["params"] == {"smoothing": 0.1}
+    assert [r["seed"] for r in out["runs"]] == [0, 1]
+    assert out["summary"]["test_acc"]["n"] == 2
+    accs = [r["test_acc"] for r in out["runs"]]
+    assert out["summary"]["test_acc"]["mean"] == pytest.approx(np.mean(accs))
+    assert out["summary"]["test_acc"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    (shard,) = shards(tmp_path)
+    table = pq.read_table(shard)
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    rows = table.to_pylist()
+    assert [r["seed"] for r in rows] == [0, 1] and {r["status"] for r in rows} == {"ok"}
+    assert all(r["run_seeds"] == [0, 1] and r["method_version"] == 1 for r in rows)
+    # the recorded noise is the noise the run got: realized rate of the exact draw
+    ds = load_dataset("digits")
+    noisy, _, _ = draw_noise(
+        ds, transition_matrix("symmetric", 10, 0.4), "exact", 0, 0.1
+    )
+    assert rows[0]["realized_rate"] == pytest.approx(float((noisy != ds.y).mean()))
+    assert rows[0]["test_acc_at_best_val"] == pytest.approx(
+        rows[0]["test_acc_curve"][int(np.argmax(rows[0]["val_acc_curve"]))]
+    )
+
+
+def test_evaluate_table_and_store_env_var(tmp_path):
+    result = invoke(
+        "evaluate",
+        "--method",
+        "ce",
+        "--noise",
+        "0.2",
+        *FAST,
+        env={"NOISEBENCH_STORE": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "test acc (best noisy val)" in result.stdout
+        and "memorized: noisy label" in result.stdout
+    )
+    assert len(shards(tmp_path)) == 1
+
+
+def test_transition_file_noise(tmp_path):
+    t = transition_matrix("pairflip", 10, 0.3)
+    np.save(tmp_path / "t.npy", t)
+    result = invoke(
+        "evaluate",
+        "--method",
+        "forward",
+        "--noise-type",
+        "transition",
+        "--transition-file",
+        str(tmp_path / "t.npy"),
+        *FAST,
+        "--store",
+        str(tmp_path),
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["noise"]["rate"] == pytest.approx(0.3)
+
+
+BAD_INPUT = [
+    (["--method", "lss"], "unknown method 'lss' (did you mean 'ls'?)"),
+    (
+        ["--method", "ls", "--dataset", "digit"],
+        "unknown dataset 'digit' (did you mean 'digits'?)",
+    ),
+    (["--method", "ls", "--noise-type", "symetric"], "did you mean 'symmetric'"),
+    (["--method", "ls", "--param", "smoothin=0.1"], "did you mean 'smoothing'"),
+    (["--method", "ls", "--param", "smoothing=abc"], "not a valid float"),
+    (["--method", "ls", "--param", "smoothing=1.5"], "out of range"),
+    (["--method", "ls", "--noise", "1.5"], "noise rate must lie in [0, 1]"),
+    (["--method", "ls", "--noise", "0.95"], "not identifiable"),
+    (
+        ["--method", "ls", "--noise-type", "pairflip", "--noise", "0.5"],
+        "not identifiable",
+    ),
+    (["--method", "ls", "--dataset", "missing.parquet"], "data file not found"),
+    (["--method", "ls", "--epochs", "0"], "epochs must be >= 1"),
+    (["--method", "ls", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--method", "ls", "--hidden", "a,b"], "--hidden expects"),
+    (["--method", "ls", "--device", "tpu"], "unknown device 'tpu'"),
+    (["--method", "ls", "--nosie", "0.2"], "No such option"),
+    (
+        ["--method", "forward", "--noise-type", "transition"],
+        "--transition-file goes with",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT]
+)
+def test_bad_input_one_line_exit_2_no_records(tmp_path, args, message):
+    result = invoke("evaluate", "--epochs", "1", *args, "--store", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert shards(tmp_path) == []
+
+
+def test_unreadable_data_file(tmp_path):
+    garbage = tmp_path / "broken.parquet"
+    garbage.write_bytes(b"this is not parquet")
+    result = invoke(
+        "evaluate",
+        "--method",
+        "ls",
+        "--dataset",
+        str(garbage),
+        "--store",
+        str(tmp_path),
+    )
+    assert result.exit_code == 2
+    assert (
+        result.stderr.startswith("error: cannot read")
+        and len(result.stderr.strip().splitlines()) == 1
+    )
+    assert shards(tmp_path) == []
+
+
+def test_own_table_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 60)
+    x = rng.normal(size=(180, 4)) + 3 * y[:, None]
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "label": y}),
+        tmp_path / "t.parquet",
+    )
+    result = invoke(
+        "evaluate",
+        "--method",
+        "ce",
+        "--dataset",
+        str(tmp_path / "t.parquet"),
+        "--noise",
+        "0.2",
+        *FAST,
+        "--store",
+        str(tmp_path),
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["dataset"] == "t"
+
+
+def test_methods_and_datasets_listings():
+    methods = json.loads(invoke("methods", "--json").stdout)
+    by_name = {m["name"]: m for m in methods["methods"]}
+    assert {"ce", "ls", "gls", "forward", "backward", "flip"} <= set(by_name)
+    assert by_name["gls"]["params"]["smooth_rate"]["default"] == -0.2
+    assert by_name["forward"]["requires"] == ["transition"]
+    table = invoke("methods")
+    assert table.exit_code == 0 and "smoothing=0.1" in table.stdout
+    cards = json.loads(invoke("datasets", "--json").stdout)["datasets"]
+    digits = next(c for c in cards if c["name"] == "digits")
+    assert digits["class_map"] == {"2": 7, "3": 8, "5": 6, "6": 5, "7": 1}
+
+
+def test_noise_show_prints_nominal_and_realized():
+    result = invoke(
+        "noise",
+        "show",
+        "--dataset",
+        "digits",
+        "--noise-type",
+        "pairflip",
+        "--noise",
+        "0.3",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    np.testing.assert_allclose(out["nominal"], transition_matrix("pairflip", 10, 0.3))
+    counts = np.array(out["counts"])
+    # exact sampling: each realized row is n_i * T[i] rounded, so within 1/n_i of T
+    gap = np.abs(np.array(out["realized"]) - out["nominal"])
+    assert (gap < 1 / counts.sum(1, keepdims=True) + 1e-12).all()
+    assert out["realized_rate"] == pytest.approx(0.3, abs=10 / counts.sum())
+    text = invoke("noise", "show", "--noise-type", "pairflip", "--noise", "0.3")
+    assert "nominal T" in text.stdout and "realized T" in text.stdout
+
+
+def test_noise_export_reproduces_the_exact_draw(tmp_path):
+    out = tmp_path / "noisy.npz"
+    result = invoke(
+        "noise", "export", "--noise", "0.4", "--noise-seed", "3", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.stderr
+    with np.load(out) as f:
+        ds = load_dataset("digits")
+        noisy, _, val = draw_noise(
+            ds, transition_matrix("symmetric", 10, 0.4), "exact", 3, 0.1
+        )
+        np.testing.assert_array_equal(f["noisy"], noisy)
+        np.testing.assert_array_equal(f["clean"], ds.y)
+        np.testing.assert_array_equal(f["val_idx"], val)
+        np.testing.assert_array_equal(f["x_test"], ds.x_test)
+        assert json.loads(str(f["spec"]))["noise"]["rate"] == 0.4
+    assert invoke("noise", "export", "--out", str(tmp_path / "x.txt")).exit_code == 2
+
+
+def test_leaderboard_renders_and_check_detects_staleness(tmp_path):
+    for rate in ("0.2", "0.4"):
+        assert (
+            invoke(
+                "evaluate",
+                "--method",
+                "ce",
+                "--noise",
+                rate,
+                *FAST,
+                "--store",
+                str(tmp_path),
+            ).exit_code
+            == 0
+        )
+    assert (
+        invoke("leaderboard", "--check", "--store", str(tmp_path)).exit_code == 1
+    )  # no README yet
+    result = invoke("leaderboard", "--store", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    readme = (tmp_path / "README.md").read_text()
+    assert "| method | 0.2 | 0.4 |" in readme and "| ce |" in readme
+    (plot,) = (tmp_path / "plots").glob("*.png")
+    assert (
+        plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plots/{plot.name}" in readme
+    )
+    assert invoke("leaderboard", "--check", "--store", str(tmp_path)).exit_code == 0
+    assert (
+        invoke(
+            "evaluate",
+            "--method",
+            "ls",
+            "--noise",
+            "0.2",
+            *FAST,
+            "--store",
+            str(tmp_path),
+        ).exit_code
+        == 0
+    )
+    assert invoke("leaderboard", "--check", "--store", str(tmp_path)).exit_code == 1
+    assert len(read_records(tmp_path)) == 6
+
+
+def test_help_is_fast_path_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from noisebench.cli import app; print(sorted(m for m in ('torch', 'sklearn', 'optuna', 'datasets') if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,137 @@
+"""The shared engine: members of a stacked ensemble are independent runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisebench import get_method
+from noisebench.engine import TrainConfig, fit
+from noisebench.models import build_model
+from noisebench.registry import Method
+from noisebench.testing import blobs_task
+
+CONFIG = TrainConfig(hidden=(16, 16), epochs=4, batch_size=32, lr=3e-3)
+
+
+def _fit(method, seeds, config=CONFIG, params=None):
+    task = blobs_task(num_classes=3, noise=0.3, method=method, seeds=seeds, n=400)
+    return fit(task, method=method, params=params or method.defaults, config=config)
+
+
+@pytest.mark.parametrize("name", ["ls", "flip", "forward"])
+def test_a_seed_does_not_depend_on_its_ensemble_mates(name):
+    method = get_method(name)
+    together = _fit(method, seeds=(3, 5, 8))
+    alone = _fit(method, seeds=(5,))
+    torch.testing.assert_close(
+        together.test_logits[1], alone.test_logits[0], rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(
+        together.pool_logits[1], alone.pool_logits[0], rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(together.val_acc[1], alone.val_acc[0])
+
+
+def test_stacked_mlp_matches_nn_linear_stack_per_member():
+    model = build_model("mlp", in_features=5, hidden=(7,), num_classes=3, seeds=[0, 1])
+    x = torch.randn(2, 4, 5)
+    out = model(x)
+    for s in range(2):
+        w1, b1 = model.weights[0][s], model.biases[0][s]
+        w2, b2 = model.weights[1][s], model.biases[1][s]
+        ref = F.linear(torch.relu(F.linear(x[s], w1.T, b1[0])), w2.T, b2[0])
+        torch.testing.assert_close(out[s], ref)
+    # a shared (B, D) input broadcasts to every member
+    torch.testing.assert_close(
+        model(x[0])[1], model(x[0][None].expand(2, 4, 5).contiguous())[1]
+    )
+
+
+def test_init_matches_nn_linear_distribution():
+    model = build_model("mlp", in_features=400, hidden=(300,), num_classes=2, seeds=[0])
+    w = model.weights[0][0]
+    bound = 1 / 400**0.5
+    assert w.abs().max() <= bound
+    # U(-b, b) has variance b^2/3; 120,000 draws give a relative standard error of ~0.3%
+    assert abs(w.var().item() / (bound**2 / 3) - 1) < 0.02
+    seeds_01 = build_model(
+        "mlp", in_features=4, hidden=(3,), num_classes=2, seeds=[0, 1]
+    )
+    seed_1 = build_model("mlp", in_features=4, hidden=(3,), num_classes=2, seeds=[1])
+    assert torch.equal(seeds_01.weights[0][1], seed_1.weights[0][0])
+
+
+def _divergent_method() -> Method:
+    """CE that turns NaN from epoch 2 on in members with an even seed."""
+
+    def loss(logits, labels, ctx):
+        value = F.cross_entropy(logits.float(), labels)
+        even = ctx.generator.initial_seed() % 2 == 0
+        return value * torch.nan if even and ctx.epoch >= 2 else value
+
+    return Method(
+        name="sometimes_nan",
+        fn=loss,
+        search_space={},
+        defaults={},
+        neutral=None,
+        bounds={},
+        requires=(),
+        paper="",
+        version=1,
+        summary="test",
+    )
+
+
+def test_divergence_is_recorded_per_member_and_spares_the_others():
+    method = _divergent_method()
+    together = _fit(method, seeds=tuple(range(6)))
+    assert together.diverged_at.tolist() == [2, -1, 2, -1, 2, -1]
+    healthy = 3
+    alone = _fit(method, seeds=(healthy,))
+    assert int(alone.diverged_at[0]) == -1
+    torch.testing.assert_close(
+        together.test_logits[healthy], alone.test_logits[0], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_training_stops_when_every_member_diverged():
+    def always_nan(logits, labels, ctx):
+        return F.cross_entropy(logits.float(), labels) * torch.nan
+
+    method = Method(
+        name="nan",
+        fn=always_nan,
+        search_space={},
+        defaults={},
+        neutral=None,
+        bounds={},
+        requires=(),
+        paper="",
+        version=1,
+        summary="test",
+    )
+    result = _fit(method, seeds=(0, 1))
+    assert (result.diverged_at == 0).all()
+    assert torch.isnan(result.val_acc[:, 1:]).all()
+
+
+def test_warmup_trains_with_cross_entropy_first():
+    gls = get_method("gls")
+    config = TrainConfig(hidden=(16,), epochs=4, batch_size=32, lr=3e-3, warmup=0.5)
+    warm = _fit(gls, seeds=(0,), config=config, params={"smooth_rate": -0.8})
+    ce_only = _fit(get_method("ce"), seeds=(0,), config=config)
+    # the first two epochs are plain CE, so the curves agree there and (generally) not after
+    torch.testing.assert_close(warm.val_acc[0, :2], ce_only.val_acc[0, :2])
+    assert not torch.equal(warm.test_logits, ce_only.test_logits)
+
+
+def test_learns_on_clean_blobs():
+    ce = get_method("ce")
+    task = blobs_task(num_classes=3, noise=0.0, method=ce, seeds=(0,), n=400)
+    result = fit(
+        task, method=ce, params={}, config=TrainConfig(hidden=(16,), epochs=10, lr=1e-2)
+    )
+    assert result.test_acc[0, -1] > 0.95
