@@ -168,7 +168,7 @@ def load_dataset(dataset: str | Card) -> Dataset:
             f"dataset {card.name}: card says {k} classes, data has {len(classes)}"
         )
     if card.standardize:
-        mean, std = x.mean(axis=0), x.std(axis=0)
+        mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
         std[std < 1e-8] = 1.0  # constant features (digits' blank corners) stay at 0
         x, x_test = (x - mean) / std, (x_test - mean) / std
     arrays = [

@@ -21,12 +21,19 @@ def largest_remainder(n: int, weights: Any, rng: np.random.Generator) -> np.ndar
     )  # drop float fuzz (5.9999999)
     base = np.floor(quota).astype(np.int64)
     short = int(n - base.sum())
-    order = np.lexsort((rng.random(len(quota)), -(quota - base)))
+    # rounded, so that remainders equal on paper (1.3 - 1 vs 2.3 - 2) tie and go to the RNG
+    remainder = np.round(quota - base, 9)
+    order = np.lexsort((rng.random(len(quota)), -remainder))
     base[order[:short]] += 1
     return base
 
 
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from JSON-able parts, stable across processes, platforms and versions."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    blob = json.dumps(parts, sort_keys=True, default=_plain).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") >> 1
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars as the Python numbers they equal: np.int64(3) seeds like 3."""
+    return obj.item() if isinstance(obj, np.generic) else str(obj)

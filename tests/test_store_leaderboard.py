@@ -1,0 +1,180 @@
+"""Records round-trip through the pinned schema atomically; the leaderboard is honest."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from noisebench import leaderboard as lb
+from noisebench.store import SCHEMA, read_records, write_records
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TRAIN = json.dumps(
+    {
+        "model": "mlp",
+        "hidden": [8],
+        "epochs": 3,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 32,
+        "weight_decay": 0.0,
+        "warmup": 0.0,
+        "val_fraction": 0.1,
+    }
+)
+
+
+def record(**overrides):
+    row = dict.fromkeys(SCHEMA.names)
+    row |= {
+        "schema_version": 1,
+        "run_id": "r",
+        "config_hash": "c-" + overrides.get("method", "ce"),
+        "method": "ce",
+        "method_version": 1,
+        "params": "{}",
+        "params_hash": "p",
+        "dataset": "digits",
+        "dataset_sha": "d",
+        "model": "mlp",
+        "train_config": TRAIN,
+        "epochs": 3,
+        "noise_type": "symmetric",
+        "noise_mode": "exact",
+        "noise_rate": 0.2,
+        "seed": 0,
+        "noise_seed": 0,
+        "run_seeds": [0, 1],
+        "phase": "evaluate",
+        "status": "ok",
+        "test_acc": 0.5,
+        "test_acc_at_best_val": 0.6,
+        "finished_at": T0,
+        "started_at": T0,
+    }
+    return row | overrides
+
+
+def test_round_trip_keeps_schema_and_values(tmp_path):
+    rows = [
+        record(seed=s, test_acc=0.1 * s, val_acc_curve=[0.1, 0.2]) for s in range(3)
+    ]
+    path = write_records(rows, tmp_path)
+    table = read_records(tmp_path)
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.column("test_acc").to_pylist() == pytest.approx([0.0, 0.1, 0.2])
+    assert [p.name for p in path.parent.iterdir()] == [
+        path.name
+    ]  # no temporary left behind
+    assert table.column("finished_at").to_pylist()[0] == T0
+
+
+def test_rows_that_do_not_fit_the_schema_write_nothing(tmp_path):
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        write_records([record(seed="not an int")], tmp_path)
+    assert len(read_records(tmp_path)) == 0
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    def half_write(table, where):
+        with open(where, "wb") as f:
+            f.write(b"PAR1 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_records([record()], tmp_path)
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert len(read_records(tmp_path)) == 0
+
+
+def test_dedupe_keeps_the_newest_record_per_key():
+    old, new = (
+        record(test_acc=0.1),
+        record(test_acc=0.9, finished_at=T0 + timedelta(hours=1)),
+    )
+    other_seed = record(seed=1)
+    kept = lb.dedupe([new, old, other_seed])
+    assert sorted((r["seed"], r["test_acc"]) for r in kept) == [(0, 0.9), (1, 0.5)]
+
+
+def test_stale_method_versions_are_set_aside():
+    current, stale = lb.split_stale(
+        [
+            record(method="ls", method_version=1),
+            record(method="ls", method_version=0),
+            record(method="not_installed_plugin"),
+        ]
+    )
+    assert [r["method_version"] for r in stale] == [0]
+    assert len(current) == 2  # an unknown plugin's rows are shown, not judged
+
+
+def test_stat_is_mean_and_sample_std():
+    values = [0.61, 0.64, 0.7, 0.55]
+    s = lb.Stat.of(values)
+    assert s.mean == pytest.approx(np.mean(values)) and s.std == pytest.approx(
+        np.std(values, ddof=1)
+    )
+    assert s.n == 4 and np.isnan(lb.Stat.of([0.5]).std)
+
+
+def test_incomplete_and_diverged_cells_are_never_averaged():
+    rows = [
+        record(method="ce", seed=0, run_seeds=[0, 1, 2]),  # seeds 1 and 2 missing
+        record(method="ls", seed=0, test_acc=0.7),
+        record(method="ls", seed=1, status="diverged", test_acc=None),
+        record(method="gls", seed=0, test_acc=0.8),
+        record(method="gls", seed=1, test_acc=0.6),
+    ]
+    text = lb.render_markdown(rows)
+    assert "| ce | incomplete (1/3) |" in text
+    assert "| ls | diverged (1/2) |" in text
+    assert "| gls | **70.0 ± 14.1** (2) |" in text
+
+
+def test_best_complete_cell_is_bold_per_column():
+    rows = [
+        record(method=m, seed=s, noise_rate=r, test_acc=acc + 0.01 * s)
+        for m, acc in (("ce", 0.5), ("ls", 0.6))
+        for s in (0, 1)
+        for r in (0.2, 0.4)
+    ]
+    rows += [record(method="ce", seed=s, noise_rate=0.6, test_acc=0.3) for s in (0, 1)]
+    text = lb.render_markdown(rows)
+    assert "| ce | 50.5 ± 0.7 (2) | 50.5 ± 0.7 (2) | **30.0 ± 0.0** (2) |" in text
+    assert "| ls | **60.5 ± 0.7** (2) | **60.5 ± 0.7** (2) |  |" in text
+
+
+def test_rendering_is_deterministic_and_order_free():
+    rows = [
+        record(method=m, seed=s, noise_rate=r)
+        for m in ("ce", "ls")
+        for s in (0, 1)
+        for r in (0.2, 0.4)
+    ]
+    shuffled = rows[:]
+    random.Random(0).shuffle(shuffled)
+    assert lb.render_markdown(rows) == lb.render_markdown(shuffled)
+
+
+def test_tuning_rows_stay_off_the_tables():
+    text = lb.render_markdown([record(phase="tune", seed=s) for s in (0, 1)])
+    assert "| ce |" not in text
+
+
+def test_user_strings_are_escaped():
+    name = "evil|name*<script>"
+    rows = [
+        record(method=name, params=json.dumps({"a|b": "x_y"}), seed=s) for s in (0, 1)
+    ]
+    text = lb.render_markdown(rows)
+    assert "evil\\|name\\*\\<script\\>" in text and "<script>" not in text
+    assert "a\\|b=x\\_y" in text
