@@ -7,9 +7,6 @@ detects that and records the run as `diverged`.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from noisebench import register_method
 
 
@@ -24,7 +21,9 @@ from noisebench import register_method
 )
 def backward(logits, labels, ctx):
     """Backward correction: sum_j (T^-1)[y, j] * (-log p_j)."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    import torch  # here, not at the top: listing methods must not load torch
+
+    logp = logits.float().log_softmax(dim=-1)
     # inv_ex, unlike inv, does not sync with the host to check for singularity;
     # a singular T gives non-finite losses, which the engine records as divergence.
     t_inv = torch.linalg.inv_ex(ctx.transition.double())[0].to(logp.dtype)

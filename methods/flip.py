@@ -8,9 +8,6 @@ expectation this is label smoothing with `a = rate`. Randomness comes from
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from noisebench import Float, register_method
 
 
@@ -27,9 +24,12 @@ def flip(logits, labels, ctx, *, rate):
     """DisturbLabel: replace each label by a uniform class with probability `rate`, then CE."""
     if ctx.generator is None:
         raise ValueError("flip draws random labels and needs ctx.generator")
-    shape, device = labels.shape, labels.device
-    disturb = torch.rand(shape, generator=ctx.generator, device=device) < rate
-    random_labels = torch.randint(
-        ctx.num_classes, shape, generator=ctx.generator, device=device
+    g = ctx.generator
+    logp = logits.float().log_softmax(dim=-1)
+    # drawn in float32 whatever the logits' dtype: bf16 uniforms are too coarse near 0
+    disturb = logp.new_empty(labels.shape).uniform_(generator=g) < rate
+    random_labels = labels.new_empty(labels.shape).random_(
+        0, ctx.num_classes, generator=g
     )
-    return F.cross_entropy(logits.float(), torch.where(disturb, random_labels, labels))
+    noisy = random_labels.where(disturb, labels)
+    return -logp.gather(-1, noisy.unsqueeze(-1)).mean()

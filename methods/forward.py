@@ -8,9 +8,6 @@ either the true one (oracle) or an estimate.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from noisebench import register_method
 
 
@@ -25,8 +22,6 @@ from noisebench import register_method
 )
 def forward(logits, labels, ctx):
     """Forward correction: -log (p^T T)_y with the transition matrix T."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    log_t = torch.log(
-        ctx.transition.float()
-    )  # zeros become -inf, which logsumexp ignores
-    return -torch.logsumexp(logp + log_t.T[labels], dim=-1).mean()
+    logp = logits.float().log_softmax(dim=-1)
+    log_t = ctx.transition.float().log()  # zeros become -inf, which logsumexp ignores
+    return -(logp + log_t.T[labels]).logsumexp(dim=-1).mean()

@@ -9,8 +9,6 @@ from scratch at high noise: the reference recipe warms up with CE (`--warmup`).
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from noisebench import Float, register_method
 
 
@@ -25,7 +23,7 @@ from noisebench import Float, register_method
 )
 def gls(logits, labels, ctx, *, smooth_rate):
     """Generalized label smoothing: r > 0 smooths, r < 0 is negative label smoothing."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = logits.float().log_softmax(dim=-1)
     nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     uniform = -logp.mean(dim=-1)
     return ((1.0 - smooth_rate) * nll + smooth_rate * uniform).mean()

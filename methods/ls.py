@@ -7,8 +7,6 @@ Cross-entropy against the target `(1 - a) * onehot(y) + a / K`, which expands to
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from noisebench import Float, register_method
 
 
@@ -23,7 +21,7 @@ from noisebench import Float, register_method
 )
 def ls(logits, labels, ctx, *, smoothing):
     """Label smoothing: CE against (1 - a) * onehot(y) + a / K."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = logits.float().log_softmax(dim=-1)
     nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     uniform = -logp.mean(dim=-1)
     return ((1.0 - smoothing) * nll + smoothing * uniform).mean()

@@ -113,9 +113,13 @@ class Board:
     """One table: a dataset x noise type x training setup; rows are method + params."""
 
     dataset: str
+    dataset_sha: str
     noise_type: str
     noise_mode: str
     train_config: str
+    transition_sha: (
+        str  # only for user-supplied matrices; "" for the named noise models
+    )
     cells: dict[tuple[str, str], dict[float, Cell]] = field(default_factory=dict)
 
     @property
@@ -124,7 +128,8 @@ class Board:
 
     @property
     def slug(self) -> str:
-        setup = hashlib.sha256(self.train_config.encode()).hexdigest()[:8]
+        identity = f"{self.dataset_sha}{self.train_config}{self.transition_sha}"
+        setup = hashlib.sha256(identity.encode()).hexdigest()[:8]
         raw = f"{self.dataset}-{self.noise_type}-{self.noise_mode}-{setup}"
         return re.sub(r"[^a-z0-9_.-]+", "_", raw.lower())
 
@@ -135,11 +140,15 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
     for row in rows:
         if row["phase"] not in LEADERBOARD_PHASES:
             continue
+        # Rows agree on everything but method and noise rate, or they are not comparable.
+        user_t = row["transition_sha"] if row["noise_type"] == "transition" else ""
         key = (
             row["dataset"],
+            row["dataset_sha"],
             row["noise_type"],
             row["noise_mode"],
             row["train_config"],
+            user_t,
         )
         board = grouped.setdefault(key, Board(*key))
         line = board.cells.setdefault((row["method"], row["params"]), {})
@@ -226,7 +235,10 @@ def render_markdown(
             f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
         )
         out += [f"## {md_escape(title)}", ""]
-        out += [f"{md_escape(describe_setup(board.train_config))}.", ""]
+        data = f"data sha {board.dataset_sha[:8]}"
+        if board.transition_sha:
+            data += f", T sha {board.transition_sha[:8]}"
+        out += [f"{md_escape(describe_setup(board.train_config))}; {data}.", ""]
         out += [
             f"Noise: {md_escape(NOISE_NOTES.get(board.noise_type, board.noise_type))}. Columns: noise rate r.",
             "",
