@@ -9,15 +9,18 @@ host inside an epoch. A method is only a loss: `method(logits, labels, ctx, **pa
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from noisebench.errors import UserError
 from noisebench.models import build_model
+from noisebench.optim import SGD, Adam, StackedOptimizer
 from noisebench.registry import Context, Method, get_method
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -78,23 +81,35 @@ class Task:
     y_noisy: torch.Tensor  # (S, N) each member's noisy labels
     train_idx: torch.Tensor  # (S, n_train) indices into the pool
     val_idx: torch.Tensor  # (S, n_val) the noisy validation split
-    x_test: torch.Tensor  # (M, D) clean test set
-    y_test: torch.Tensor  # (M,)
+    x_test: (
+        torch.Tensor | None
+    )  # (M, D) clean test set; None while tuning, so it cannot leak
+    y_test: torch.Tensor | None  # (M,)
     num_classes: int
     seeds: list[int]
     transition: torch.Tensor | None = None  # (K, K), for methods that require it
     transition_source: str = "oracle"
 
+    def members(self, which: slice) -> Task:
+        """The same task for a subset of the members."""
+        per_member = {"y_noisy", "train_idx", "val_idx"}
+        return replace(
+            self,
+            **{f: getattr(self, f)[which] for f in per_member},
+            seeds=self.seeds[which],
+        )
+
 
 @dataclass
 class FitResult:
-    """Per-member curves and final outputs, on the CPU."""
+    """Per-member results, on the CPU. S members, E epochs."""
 
-    val_acc: torch.Tensor  # (S, E) noisy-validation accuracy after each epoch
-    test_acc: torch.Tensor  # (S, E) clean test accuracy after each epoch
+    val_acc: torch.Tensor  # (S, E) noisy-validation accuracy per epoch; NaN if not run
+    best_epoch: torch.Tensor  # (S,) 0-based epoch of the best noisy-validation accuracy
+    test_acc_at_best_val: torch.Tensor  # (S,) clean test accuracy of that epoch's model
     diverged_at: torch.Tensor  # (S,) first epoch with a non-finite loss, -1 if none
     pool_logits: torch.Tensor  # (S, N, K) final model on the whole training pool
-    test_logits: torch.Tensor  # (S, M, K) final model on the test set
+    test_logits: torch.Tensor  # (S, M, K) final model on the test set (M = 0: none)
     seconds: float
 
 
@@ -108,19 +123,74 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    # Adam and SGD are elementwise, so one optimizer over stacked tensors is exactly
-    # S independent optimizers. foreach=True avoids the per-tensor Python loop.
+def make_optimizer(config: TrainConfig, params) -> StackedOptimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
+        return SGD(
             params,
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
-            foreach=True,
         )
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    decoupled = config.optimizer == "adamw"
+    return Adam(
+        params, lr=config.lr, weight_decay=config.weight_decay, decoupled=decoupled
+    )
+
+
+class MemberLosses:
+    """`(logits (S, B, K), labels (S, B), contexts) -> (S,)`: the method applied per member.
+
+    A method that draws no random numbers runs once, vmapped over the members (one call
+    instead of S). One that uses `ctx.generator`, or that vmap cannot trace, runs member
+    by member, each with its own generator, so its randomness stays per member.
+    """
+
+    def __init__(self, method: Method, params: Mapping[str, Any]) -> None:
+        self.method, self.params = method, dict(params)
+        self.vmapped = torch.func.vmap(
+            lambda z, y, ctx: method(z, y, ctx, **self.params), in_dims=(0, 0, None)
+        )
+        self.batched: bool | None = None
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, contexts: list[Context]
+    ) -> torch.Tensor:
+        # Under vmap the context has no generator, so a method that needs one fails the probe.
+        shared = replace(contexts[0], generator=None)
+        if self.batched is None:
+            try:
+                with torch.no_grad():
+                    self.vmapped(logits.detach(), labels, shared)
+                self.batched = True
+            except Exception:  # noqa: BLE001 - any failure means: run member by member
+                self.batched = False
+        if self.batched:
+            return self.vmapped(logits, labels, shared)
+        return torch.stack(
+            [
+                self.method(logits[s], labels[s], ctx, **self.params)
+                for s, ctx in enumerate(contexts)
+            ]
+        )
+
+
+def bytes_per_member(task: Task, config: TrainConfig) -> int:
+    """A generous estimate of one member's memory: parameters with gradients and Adam
+    state (5 copies), training activations (3 per unit), and evaluation activations."""
+    sizes = [task.x.shape[1], *config.hidden, task.num_classes]
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    units = sum(sizes[1:])
+    widest = max(sizes[1:])
+    samples = max(task.x.shape[0], 0 if task.x_test is None else task.x_test.shape[0])
+    return 4 * (5 * params + 3 * config.batch_size * units + 2 * samples * widest)
+
+
+def available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.7 * free)
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 2**20
+    return int(0.5 * pages * os.sysconf("SC_PAGE_SIZE"))
 
 
 def fit(
@@ -129,13 +199,48 @@ def fit(
     method: Method,
     params: Mapping[str, Any],
     config: TrainConfig,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    max_members: int | None = None,
 ) -> FitResult:
-    """Train one stacked model (a member per seed) with `method`'s loss; score every epoch."""
+    """Train one stacked model (a member per seed) with `method`'s loss; score every epoch.
+
+    Seeds are trained in chunks of at most `max_members` (default: as many as fit in
+    memory). `on_epoch(epoch, val_acc)` is called after each epoch of each chunk with the
+    chunk's noisy-validation accuracies, a device tensor (reading it syncs).
+    """
+    started = time.perf_counter()
+    members = len(task.seeds)
+    limit = max_members or max(
+        1, available_bytes(task.x.device) // bytes_per_member(task, config)
+    )
+    parts = [
+        _fit_members(
+            task.members(slice(lo, lo + limit)), method, params, config, on_epoch
+        )
+        for lo in range(0, members, limit)
+    ]
+    return FitResult(
+        **{f: torch.cat([getattr(p, f) for p in parts]) for f in _STACKED},
+        seconds=time.perf_counter() - started,
+    )
+
+
+_STACKED = (
+    "val_acc",
+    "best_epoch",
+    "test_acc_at_best_val",
+    "diverged_at",
+    "pool_logits",
+    "test_logits",
+)
+
+
+def _fit_members(
+    task: Task, method, params, config: TrainConfig, on_epoch
+) -> FitResult:
     device = task.x.device
     members, n_train = task.train_idx.shape
     epochs, batch = config.epochs, config.batch_size
-    started = time.perf_counter()
     model = build_model(
         config.model,
         in_features=task.x.shape[1],
@@ -148,20 +253,23 @@ def fit(
     generators = [
         torch.Generator(device=device).manual_seed(int(s)) for s in task.seeds
     ]
-    ce = get_method("ce")
     warmup_epochs = round(config.warmup * epochs)
+    warmup_loss = MemberLosses(get_method("ce"), {})
+    method_loss = MemberLosses(method, params)
     autocast = torch.autocast(
         "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
     )
 
-    val_hist = torch.zeros(members, epochs, device=device)
-    test_hist = torch.zeros(members, epochs, device=device)
+    val_hist = torch.full((members, epochs), float("nan"), device=device)
     bad = torch.zeros(members, dtype=torch.bool, device=device)
     diverged_at = torch.full((members,), -1, dtype=torch.long, device=device)
     y_val = task.y_noisy.gather(1, task.val_idx)
+    # The model of each member's best noisy-validation epoch, kept on the device: the
+    # test set is scored once at the end, never per epoch, so it cannot steer anything.
+    best = Snapshot(model, members)
 
     for epoch in range(epochs):
-        loss_fn, loss_params = (ce, {}) if epoch < warmup_epochs else (method, params)
+        member_losses = warmup_loss if epoch < warmup_epochs else method_loss
         contexts = [
             Context(
                 num_classes=task.num_classes,
@@ -177,46 +285,67 @@ def fit(
             [torch.randperm(n_train, generator=g, device=device) for g in generators]
         )
         order = task.train_idx.gather(1, perm)
-        model.train()
         for start in range(0, n_train, batch):
             idx = order[:, start : start + batch]  # (S, B)
             with autocast:
                 logits = model(task.x[idx])
-            labels = task.y_noisy.gather(1, idx)
-            losses = torch.stack(
-                [
-                    loss_fn(logits[s], labels[s], contexts[s], **loss_params)
-                    for s in range(members)
-                ]
-            )
+            losses = member_losses(logits, task.y_noisy.gather(1, idx), contexts)
             bad |= ~torch.isfinite(losses)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # members share no parameters: each gets its own gradient
+            optimizer.zero_grad()
+            losses.sum().backward()  # members share no parameters: each its own gradient
             optimizer.step()
         diverged_at = torch.where(bad & (diverged_at < 0), epoch, diverged_at)
-        model.eval()
         with torch.no_grad(), autocast:
             val_pred = model(task.x[task.val_idx]).argmax(-1)
-            test_pred = model(task.x_test).argmax(-1)
         val_hist[:, epoch] = (val_pred == y_val).float().mean(-1)
-        test_hist[:, epoch] = (test_pred == task.y_test).float().mean(-1)
+        best.update(val_hist[:, epoch], epoch)
         if on_epoch is not None:
-            on_epoch(epoch + 1)
-        if bool(
-            bad.all()
-        ):  # one host sync per epoch: stop when every member has diverged
-            val_hist[:, epoch + 1 :] = float("nan")
-            test_hist[:, epoch + 1 :] = float("nan")
+            on_epoch(epoch + 1, val_hist[:, epoch])
+        if bool(bad.all()):  # one host sync per epoch: stop once every member diverged
             break
 
     with torch.no_grad(), autocast:
         pool_logits = model(task.x).float()
-        test_logits = model(task.x_test).float()
+        if task.x_test is None:
+            test_logits = torch.empty(members, 0, task.num_classes)
+            test_at_best = torch.full((members,), float("nan"))
+        else:
+            test_logits = model(task.x_test).float()
+            best.restore()
+            test_at_best = (
+                (model(task.x_test).argmax(-1) == task.y_test).float().mean(-1)
+            )
     return FitResult(
         val_acc=val_hist.cpu(),
-        test_acc=test_hist.cpu(),
+        best_epoch=best.epoch.cpu(),
+        test_acc_at_best_val=test_at_best.cpu(),
         diverged_at=diverged_at.cpu(),
         pool_logits=pool_logits.cpu(),
         test_logits=test_logits.cpu(),
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
     )
+
+
+class Snapshot:
+    """Per member, the parameters of the epoch with the best validation accuracy so far
+    (the first such epoch on ties), updated on the device without a host sync."""
+
+    def __init__(self, model: torch.nn.Module, members: int) -> None:
+        self.params = list(model.parameters())
+        self.saved = [p.detach().clone() for p in self.params]
+        device = self.saved[0].device
+        self.score = torch.full((members,), -1.0, device=device)
+        self.epoch = torch.zeros(members, dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def update(self, score: torch.Tensor, epoch: int) -> None:
+        better = score > self.score
+        self.score = torch.where(better, score, self.score)
+        self.epoch = torch.where(better, epoch, self.epoch)
+        for p, saved in zip(self.params, self.saved, strict=True):
+            mask = better.view(-1, *([1] * (p.dim() - 1)))
+            torch.where(mask, p, saved, out=saved)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self.params, self.saved)

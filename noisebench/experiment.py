@@ -176,7 +176,6 @@ def run(
             "realized_rate": realized_rate(ds.y, noisy),
             "confusion_sha": matrix_sha(confusion(ds.y, noisy, ds.num_classes)),
             "val_acc_curve": result.val_acc[s].tolist(),
-            "test_acc_curve": result.test_acc[s].tolist(),
             "transition_error": None,
             "error": None,
         }
@@ -190,7 +189,7 @@ def run(
             train = torch.as_tensor(prepared.train_idx[s])
             logits = result.pool_logits[s][train]
             y_noisy = torch.as_tensor(noisy)[train]
-            best = int(torch.argmax(result.val_acc[s]))
+            best = int(result.best_epoch[s])
             mem_noisy, mem_clean = metrics.memorization(
                 logits.argmax(-1), y_noisy, y_clean[train]
             )
@@ -198,7 +197,7 @@ def run(
             record |= {
                 "status": "ok",
                 "test_acc": metrics.accuracy(test_logits, y_test),
-                "test_acc_at_best_val": float(result.test_acc[s, best]),
+                "test_acc_at_best_val": float(result.test_acc_at_best_val[s]),
                 "best_epoch": best + 1,
                 "val_acc": float(result.val_acc[s, -1]),
                 "best_val_acc": float(result.val_acc[s, best]),

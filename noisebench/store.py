@@ -76,7 +76,6 @@ SCHEMA = pa.schema(
         ("wall_time_s", _f64),  # the ensemble's wall time divided by its members
         ("ensemble_size", _i32),  # members trained together
         ("val_acc_curve", pa.list_(pa.float32())),
-        ("test_acc_curve", pa.list_(pa.float32())),
         ("noisebench_version", _str),
         ("torch_version", _str),
         ("python_version", _str),

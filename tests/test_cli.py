@@ -60,9 +60,9 @@ def test_evaluate_json_writes_one_record_per_seed(tmp_path):
         ds, transition_matrix("symmetric", 10, 0.4), "exact", 0, 0.1
     )
     assert rows[0]["realized_rate"] == pytest.approx(float((noisy != ds.y).mean()))
-    assert rows[0]["test_acc_at_best_val"] == pytest.approx(
-        rows[0]["test_acc_curve"][int(np.argmax(rows[0]["val_acc_curve"]))]
-    )
+    curve = rows[0]["val_acc_curve"]
+    assert rows[0]["best_epoch"] == int(np.argmax(curve)) + 1
+    assert rows[0]["best_val_acc"] == pytest.approx(max(curve))
 
 
 def test_evaluate_table_and_store_env_var(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -41,8 +43,10 @@ def test_stacked_mlp_matches_nn_linear_stack_per_member():
     for s in range(2):
         w1, b1 = model.weights[0][s], model.biases[0][s]
         w2, b2 = model.weights[1][s], model.biases[1][s]
-        ref = F.linear(torch.relu(F.linear(x[s], w1.T, b1[0])), w2.T, b2[0])
+        ref = F.linear(torch.relu(F.linear(x[s], w1.T, b1[0])), w2[:, :3].T, b2[0, :3])
         torch.testing.assert_close(out[s], ref)
+        # the output layer is zero-padded to 16 columns, which the forward slices off
+        assert w2.shape == (7, 16) and not w2[:, 3:].any() and not b2[:, 3:].any()
     # a shared (B, D) input broadcasts to every member
     torch.testing.assert_close(
         model(x[0])[1], model(x[0][None].expand(2, 4, 5).contiguous())[1]
@@ -134,4 +138,102 @@ def test_learns_on_clean_blobs():
     result = fit(
         task, method=ce, params={}, config=TrainConfig(hidden=(16,), epochs=10, lr=1e-2)
     )
-    assert result.test_acc[0, -1] > 0.95
+    assert (result.test_logits[0].argmax(-1) == task.y_test).float().mean() > 0.95
+
+
+def test_chunks_of_members_give_the_same_runs(monkeypatch):
+    from noisebench import engine
+
+    ls = get_method("ls")
+    task = blobs_task(num_classes=3, noise=0.3, method=ls, seeds=(0, 1, 2, 3, 4), n=400)
+    whole = fit(task, method=ls, params=ls.defaults, config=CONFIG)
+    # a memory budget of two members' worth makes the engine train in chunks of two
+    budget = 2 * engine.bytes_per_member(task, CONFIG) + 1
+    monkeypatch.setattr(engine, "available_bytes", lambda device: budget)
+    calls = []
+    chunked = fit(
+        task,
+        method=ls,
+        params=ls.defaults,
+        config=CONFIG,
+        on_epoch=lambda e, v: calls.append(len(v)),
+    )
+    assert calls == [2] * CONFIG.epochs + [2] * CONFIG.epochs + [1] * CONFIG.epochs
+    torch.testing.assert_close(
+        chunked.test_logits, whole.test_logits, rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(chunked.val_acc, whole.val_acc)
+
+
+@pytest.mark.parametrize("name", ["ce", "ls", "gls", "forward", "backward"])
+def test_vmapped_losses_equal_the_member_by_member_loop(name):
+    from noisebench.engine import MemberLosses
+    from noisebench.registry import Context
+    from noisebench.testing import transition_for
+
+    method = get_method(name)
+    logits = torch.randn(4, 16, 10, requires_grad=True)
+    labels = torch.randint(10, (4, 16))
+    contexts = [
+        Context(num_classes=10, transition=transition_for(method, 10)) for _ in range(4)
+    ]
+    batched = MemberLosses(method, method.defaults)
+    values = batched(logits, labels, contexts)
+    assert batched.batched is True
+    reference = torch.stack(
+        [method(logits[s], labels[s], contexts[s], **method.defaults) for s in range(4)]
+    )
+    torch.testing.assert_close(values, reference)
+
+
+def test_methods_that_draw_random_numbers_run_member_by_member():
+    from noisebench.engine import MemberLosses
+    from noisebench.registry import Context
+
+    flip = get_method("flip")
+    losses = MemberLosses(flip, {"rate": 0.5})
+    logits, labels = torch.randn(3, 64, 10), torch.randint(10, (3, 64))
+    contexts = [
+        Context(num_classes=10, generator=torch.Generator().manual_seed(s))
+        for s in range(3)
+    ]
+    values = losses(logits, labels, contexts)
+    assert losses.batched is False
+    again = [
+        Context(num_classes=10, generator=torch.Generator().manual_seed(s))
+        for s in range(3)
+    ]
+    for s in range(3):  # member s used generator s, and only it
+        assert values[s] == flip(logits[s], labels[s], again[s], rate=0.5)
+
+
+def test_without_a_test_set_nothing_is_scored_on_it():
+    ce = get_method("ce")
+    task = blobs_task(num_classes=3, noise=0.2, method=ce, seeds=(0,), n=200)
+    task.x_test, task.y_test = None, None
+    result = fit(task, method=ce, params={}, config=CONFIG)
+    assert (
+        torch.isnan(result.test_acc_at_best_val).all()
+        and result.test_logits.numel() == 0
+    )
+    assert not torch.isnan(result.val_acc).any()
+
+
+def test_best_val_snapshot_is_the_model_of_that_epoch():
+    """Retraining for exactly best_epoch + 1 epochs reproduces the snapshot's test score."""
+    ce = get_method("ce")
+    task = blobs_task(num_classes=4, noise=0.4, method=ce, seeds=(0, 1, 2), n=400)
+    config = TrainConfig(hidden=(16,), epochs=12, batch_size=32, lr=1e-2)
+    result = fit(task, method=ce, params={}, config=config)
+    val = result.val_acc
+    assert torch.equal(result.best_epoch, val.argmax(1))  # first epoch of the maximum
+    for s in range(3):
+        epochs = int(result.best_epoch[s]) + 1
+        short = fit(
+            task.members(slice(s, s + 1)),
+            method=ce,
+            params={},
+            config=replace(config, epochs=epochs),
+        )
+        acc = (short.test_logits[0].argmax(-1) == task.y_test).float().mean()
+        assert result.test_acc_at_best_val[s] == acc

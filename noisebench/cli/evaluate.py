@@ -171,7 +171,7 @@ def _train_with_progress(prepared, quiet: bool):
     ) as progress:
         task = progress.add_task(label, total=spec.train.epochs)
         return run(
-            prepared, on_epoch=lambda epoch: progress.update(task, completed=epoch)
+            prepared, on_epoch=lambda epoch, _: progress.update(task, completed=epoch)
         )
 
 
