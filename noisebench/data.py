@@ -9,6 +9,7 @@ test split is fixed per dataset and never depends on the run's seed.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,15 +229,47 @@ def _clean(card: Card, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray, list]:
 
 
 def _load_sklearn(card: Card):
-    import sklearn.datasets
+    """A scikit-learn loader's (X, y), cached as .npz: importing sklearn alone takes about
+    a second, more than a small training run."""
+    from importlib.metadata import version
 
     loader = card.options.get("loader", "")
+    key = f"{loader}-sklearn{version('scikit-learn')}"
+    cached = (
+        cache_dir() / f"{card.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    )
+    if cached.is_file():
+        with np.load(cached) as arrays:
+            return arrays["x"], arrays["y"], None
+    import sklearn.datasets
+
     if not hasattr(sklearn.datasets, loader):
         raise UserError(
             f"dataset card {card.origin}: sklearn.datasets has no loader '{loader}'"
         )
     x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+    _write_cache(cached, x=x, y=y)
     return x, y, None
+
+
+def cache_dir() -> Path:
+    """$NOISEBENCH_CACHE, else $XDG_CACHE_HOME/noisebench, else ~/.cache/noisebench."""
+    if os.environ.get("NOISEBENCH_CACHE"):
+        return Path(os.environ["NOISEBENCH_CACHE"])
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "noisebench"
+    )
+
+
+def _write_cache(path: Path, **arrays: np.ndarray) -> None:
+    """Best effort and atomic: a cache that cannot be written is simply not used."""
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _load_huggingface(card: Card):

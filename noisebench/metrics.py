@@ -38,8 +38,6 @@ def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve by the Mann-Whitney statistic, ties counted half; NaN when
     either class is empty."""
-    from scipy.stats import rankdata
-
     scores, positive = (
         np.asarray(scores, dtype=np.float64),
         np.asarray(positive, dtype=bool),
@@ -47,7 +45,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(scores)
+    ranks = average_ranks(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -71,3 +69,10 @@ def flip_detection_auroc(
     """AUROC of the per-sample training loss at telling corrupted samples from clean ones."""
     loss = F.cross_entropy(logits.double(), noisy, reduction="none")
     return auroc(loss.numpy(), (noisy != clean).numpy())
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their ranks (scipy's `rankdata` default)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
+    return (last - (counts - 1) / 2)[inverse]

@@ -477,3 +477,16 @@ def test_noisy_labels_depend_on_the_noise_seed_only(digits, mode):
     other_seed = draw_noise(digits, t, mode, 4, 0.1)
     assert (other_seed[0] != noisy).sum() > 100
     assert not np.array_equal(other_seed[2], val)
+
+
+def test_sklearn_arrays_are_cached_and_equal_the_loader(tmp_path, monkeypatch):
+
+    monkeypatch.setenv("NOISEBENCH_CACHE", str(tmp_path))
+    first = load_dataset("digits")
+    (cached,) = tmp_path.glob("digits-*.npz")
+    with np.load(cached) as arrays:
+        x, y = load_digits(return_X_y=True)
+        np.testing.assert_array_equal(arrays["x"], x)
+        np.testing.assert_array_equal(arrays["y"], y)
+    second = load_dataset("digits")
+    assert second.sha == first.sha

@@ -345,3 +345,17 @@ def test_flip_detection_auroc_float32_logits():
 def test_flip_detection_auroc_nan_when_nothing_corrupted():
     z, y = batch(20, 3, seed=0)
     assert math.isnan(metrics.flip_detection_auroc(z, y, y))
+
+
+def test_average_ranks_match_scipy():
+    from scipy.stats import rankdata
+
+    from noisebench.metrics import average_ranks
+
+    rng = np.random.default_rng(0)
+    for values in (
+        rng.normal(size=50),
+        rng.integers(0, 5, size=200).astype(float),
+        np.array([1.0]),
+    ):
+        np.testing.assert_allclose(average_ranks(values), rankdata(values))
