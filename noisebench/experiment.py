@@ -124,10 +124,17 @@ def draw_noise(
     return noisy, train, val
 
 
+TUNING_PHASES = ("tune",)
+
+
 def run(
-    prepared: Prepared, *, on_epoch: Callable[[int], None] | None = None
+    prepared: Prepared, *, on_epoch: Callable[[int, Any], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Train every seed of the configuration together and return one record per seed."""
+    """Train every seed of the configuration together and return one record per seed.
+
+    In a tuning phase the clean test set is not even handed to the engine: its metrics
+    are left empty, and nothing about it can influence a choice.
+    """
     import torch
 
     from noisebench import engine, metrics
@@ -136,13 +143,14 @@ def run(
     device = engine.resolve_device(spec.device)
     started = datetime.now(timezone.utc)
     needs_t = "transition" in prepared.method.requires
+    score_test = spec.phase not in TUNING_PHASES
     task = engine.Task(
         x=torch.as_tensor(ds.x, device=device),
         y_noisy=torch.as_tensor(prepared.noisy, device=device),
         train_idx=torch.as_tensor(prepared.train_idx, device=device),
         val_idx=torch.as_tensor(prepared.val_idx, device=device),
-        x_test=torch.as_tensor(ds.x_test, device=device),
-        y_test=torch.as_tensor(ds.y_test, device=device),
+        x_test=torch.as_tensor(ds.x_test, device=device) if score_test else None,
+        y_test=torch.as_tensor(ds.y_test, device=device) if score_test else None,
         num_classes=ds.num_classes,
         seeds=list(spec.seeds),
         transition=torch.as_tensor(
@@ -193,25 +201,41 @@ def run(
             mem_noisy, mem_clean = metrics.memorization(
                 logits.argmax(-1), y_noisy, y_clean[train]
             )
-            test_logits = result.test_logits[s]
             record |= {
                 "status": "ok",
-                "test_acc": metrics.accuracy(test_logits, y_test),
-                "test_acc_at_best_val": float(result.test_acc_at_best_val[s]),
                 "best_epoch": best + 1,
-                "val_acc": float(result.val_acc[s, -1]),
+                "val_acc": _last_finite(result.val_acc[s]),
                 "best_val_acc": float(result.val_acc[s, best]),
-                "ece": metrics.ece(test_logits, y_test),
-                "nll": metrics.nll(test_logits, y_test),
-                "brier": metrics.brier(test_logits, y_test),
                 "mem_noisy": mem_noisy,
                 "mem_clean": mem_clean,
                 "flip_auroc": metrics.flip_detection_auroc(
                     logits, y_noisy, y_clean[train]
                 ),
             }
+            record |= _test_metrics(result, s, y_test) if score_test else {}
         records.append(record)
     return records
+
+
+def _test_metrics(result, s: int, y_test) -> dict[str, float]:
+    from noisebench import metrics
+
+    logits = result.test_logits[s]
+    return {
+        "test_acc": metrics.accuracy(logits, y_test),
+        "test_acc_at_best_val": float(result.test_acc_at_best_val[s]),
+        "ece": metrics.ece(logits, y_test),
+        "nll": metrics.nll(logits, y_test),
+        "brier": metrics.brier(logits, y_test),
+    }
+
+
+def _last_finite(curve) -> float:
+    """The last epoch's value; a pruned run stops early and leaves NaN after it."""
+    import torch
+
+    finite = curve[torch.isfinite(curve)]
+    return float(finite[-1]) if finite.numel() else float("nan")
 
 
 _METRICS = (

@@ -135,8 +135,11 @@ class Method:
             params[key] = value
         return params
 
-    def parse(self, assignments: list[str]) -> dict[str, Any]:
-        """Parse CLI `key=value` strings into validated, typed params (defaults filled in)."""
+    def parse(
+        self, assignments: list[str], *, with_defaults: bool = True
+    ) -> dict[str, Any]:
+        """Parse CLI `key=value` strings into validated, typed params (with the defaults
+        filled in, unless `with_defaults` is False)."""
         overrides: dict[str, Any] = {}
         for text in assignments:
             key, sep, raw = text.partition("=")
@@ -151,7 +154,8 @@ class Method:
                     f"{self.name}: {key}={raw!r} is not a valid "
                     f"{self.search_space[key].describe()} ({err})"
                 ) from None
-        return self.resolve(overrides)
+        resolved = self.resolve(overrides)
+        return resolved if with_defaults else {k: resolved[k] for k in overrides}
 
 
 METHODS: Registry[Method] = Registry("method")

@@ -68,9 +68,19 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from noisebench.cli import datasets, evaluate, leaderboard, methods, noise
+    from noisebench.cli import (
+        datasets,
+        evaluate,
+        leaderboard,
+        methods,
+        noise,
+        sweep,
+        tune,
+    )
 
     app.command("evaluate")(evaluate.evaluate)
+    app.command("tune")(tune.tune)
+    app.command("sweep")(sweep.sweep)
     app.command("methods")(methods.methods)
     app.command("datasets")(datasets.datasets)
     app.add_typer(noise.app, name="noise")

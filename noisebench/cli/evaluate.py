@@ -26,12 +26,7 @@ SUMMARY = (
 
 
 def evaluate(
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method", help="A registered method (see `noisebench methods`)."
-        ),
-    ],
+    method: options.Method,
     noise: options.NoiseRate = 0.0,
     noise_type: options.NoiseType = "symmetric",
     noise_mode: options.NoiseMode = "exact",
@@ -49,37 +44,19 @@ def evaluate(
         int | None,
         typer.Option(
             "--noise-seed",
-            help="One noise realization for all seeds (default: each seed its own).",
+            help="One noise realization for all seeds (default: each its own).",
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", help="Method parameter key=value; repeatable."),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Default: from the dataset card.")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Learning rate. Default: from the card.")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Default: from the card.")
-    ] = None,
-    hidden: Annotated[
-        str | None, typer.Option(help="Hidden layer widths, e.g. 256,256.")
-    ] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam | adamw | sgd.")] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="Default: from the card.")
-    ] = None,
-    warmup: Annotated[
-        float | None,
-        typer.Option(help="Fraction of epochs trained with plain CE first."),
-    ] = None,
-    val_fraction: Annotated[
-        float | None, typer.Option(help="Noisy validation share of the training pool.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    param: options.Param = None,
+    epochs: options.Epochs = None,
+    lr: options.Lr = None,
+    batch_size: options.BatchSize = None,
+    hidden: options.Hidden = None,
+    optimizer: options.Optimizer = None,
+    weight_decay: options.WeightDecay = None,
+    warmup: options.Warmup = None,
+    val_fraction: options.ValFraction = None,
+    device: options.Device = "auto",
     store: options.Store = None,
     no_record: Annotated[
         bool, typer.Option("--no-record", help="Do not write records to the store.")
@@ -87,38 +64,32 @@ def evaluate(
     as_json: options.Json = False,
 ) -> None:
     """Train METHOD under label noise on every seed and report clean test metrics."""
-    from noisebench.data import resolve_card
-    from noisebench.experiment import RunSpec, prepare, train_config_for
-    from noisebench.registry import get_method
+    from noisebench.experiment import prepare
     from noisebench.store import default_store, ensure_writable, write_records
 
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    params = get_method(method).parse(param or [])
-    card = resolve_card(dataset)
-    train = train_config_for(
-        card,
+    spec = options.run_spec(
+        method=method,
+        param=param,
+        defaults=True,
+        dataset=dataset,
+        noise=noise,
+        noise_type=noise_type,
+        noise_mode=noise_mode,
+        transition_file=transition_file,
+        allow_unidentifiable=allow_unidentifiable,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
-        hidden=_parse_hidden(hidden),
+        hidden=hidden,
         optimizer=optimizer,
         weight_decay=weight_decay,
         warmup=warmup,
         val_fraction=val_fraction,
-    )
-    seed_list = tuple(range(first_seed, first_seed + seeds))
-    spec = RunSpec(
-        method=method,
-        params=params,
-        dataset=dataset,
-        noise=options.noise_spec(
-            noise, noise_type, noise_mode, transition_file, allow_unidentifiable
-        ),
-        train=train,
-        seeds=seed_list,
-        noise_seeds=None if noise_seed is None else (noise_seed,) * seeds,
         device=device,
+        seeds=tuple(range(first_seed, first_seed + seeds)),
+        noise_seeds=None if noise_seed is None else (noise_seed,) * seeds,
     )
     store = store or default_store()
     if not no_record:
@@ -131,18 +102,7 @@ def evaluate(
             json.dumps(_as_json(prepared, records, shard), default=str, allow_nan=True)
         )
     else:
-        _print_table(prepared, records, shard)
-
-
-def _parse_hidden(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UserError(
-            f"--hidden expects comma-separated integers, got '{text}'"
-        ) from None
+        print_summary(prepared.spec, prepared.dataset.name, records, shard)
 
 
 def _train_with_progress(prepared, quiet: bool):
@@ -178,11 +138,7 @@ def _train_with_progress(prepared, quiet: bool):
 def _as_json(prepared, records, shard: Path | None) -> dict:
     from dataclasses import asdict
 
-    from noisebench.leaderboard import summarize
-
     spec = prepared.spec
-    keys = [m for m, _, _ in SUMMARY]
-    stats = summarize(records, keys)
     return {
         "spec": {
             "method": spec.method,
@@ -195,26 +151,32 @@ def _as_json(prepared, records, shard: Path | None) -> dict:
             "noise_seeds": list(spec.noise_seeds),
             "device": records[0]["device"],
         },
-        "runs": [
-            {
-                k: r[k]
-                for k in (
-                    "seed",
-                    "noise_seed",
-                    "status",
-                    "error",
-                    "realized_rate",
-                    "best_epoch",
-                    *keys,
-                )
-            }
-            for r in records
-        ],
+        **results_json(records),
+        "shard": None if shard is None else str(shard),
+    }
+
+
+def results_json(records) -> dict:
+    """Per-seed metrics and their mean, std and count over the `ok` seeds."""
+    from noisebench.leaderboard import summarize
+
+    keys = [m for m, _, _ in SUMMARY]
+    fields = (
+        "seed",
+        "noise_seed",
+        "status",
+        "error",
+        "realized_rate",
+        "best_epoch",
+        *keys,
+    )
+    stats = summarize(records, keys)
+    return {
+        "runs": [{k: r[k] for k in fields} for r in records],
         "summary": {
             k: {"mean": _num(s.mean), "std": _num(s.std), "n": s.n}
             for k, s in stats.items()
         },
-        "shard": None if shard is None else str(shard),
     }
 
 
@@ -222,12 +184,11 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _print_table(prepared, records, shard: Path | None) -> None:
+def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
     from rich.table import Table
 
     from noisebench.leaderboard import summarize
 
-    spec = prepared.spec
     stats = summarize(records, [m for m, _, _ in SUMMARY])
     realized = sum(r["realized_rate"] for r in records) / len(records)
     params = ", ".join(
@@ -236,7 +197,7 @@ def _print_table(prepared, records, shard: Path | None) -> None:
     )
     table = Table(
         title=(
-            f"{spec.method}{f' ({params})' if params else ''} on {prepared.dataset.name}: "
+            f"{spec.method}{f' ({params})' if params else ''} on {dataset}: "
             f"{spec.noise.kind} noise {spec.noise.rate:g} (realized {realized:.3f}), "
             f"{spec.train.epochs} epochs, {records[0]['device']}"
         )

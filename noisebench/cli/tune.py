@@ -1,0 +1,194 @@
+"""`noisebench tune`: search a method's declared space on noisy validation, then run the
+best params on fresh seeds. Any number of workers can share one study."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from noisebench.cli import options
+
+Trials = Annotated[
+    int, typer.Option("--trials", help="Finished trials per study (the budget).")
+]
+TuneSeeds = Annotated[
+    int, typer.Option("--tune-seeds", help="Seeds per trial (1000, 1001, ...).")
+]
+FinalSeeds = Annotated[
+    int,
+    typer.Option("--final-seeds", help="Fresh seeds (0, 1, ...) for the best params."),
+]
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="SQLAlchemy URL shared by workers. Default: sqlite in the store.",
+    ),
+]
+Heartbeat = Annotated[
+    int, typer.Option("--heartbeat", help="Seconds between worker heartbeats.")
+]
+NoPrune = Annotated[
+    bool, typer.Option("--no-prune", help="Do not stop poor trials early.")
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Stop starting trials after S seconds."),
+]
+
+
+def tune(
+    method: options.Method,
+    noise: options.NoiseRate = 0.0,
+    noise_type: options.NoiseType = "symmetric",
+    noise_mode: options.NoiseMode = "exact",
+    transition_file: options.TransitionFile = None,
+    allow_unidentifiable: options.AllowUnidentifiable = False,
+    dataset: options.Dataset = "digits",
+    param: options.Param = None,
+    epochs: options.Epochs = None,
+    lr: options.Lr = None,
+    batch_size: options.BatchSize = None,
+    hidden: options.Hidden = None,
+    optimizer: options.Optimizer = None,
+    weight_decay: options.WeightDecay = None,
+    warmup: options.Warmup = None,
+    val_fraction: options.ValFraction = None,
+    device: options.Device = "auto",
+    trials: Trials = 20,
+    tune_seeds: TuneSeeds = 2,
+    final_seeds: FinalSeeds = 5,
+    storage: Storage = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name. Default: derived from the spec."),
+    ] = None,
+    timeout: Timeout = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Local worker processes on the study.")
+    ] = 1,
+    heartbeat: Heartbeat = 10,
+    no_prune: NoPrune = False,
+    store: options.Store = None,
+    as_json: options.Json = False,
+) -> None:
+    """Tune METHOD's search space on noisy validation; run the best params on fresh seeds."""
+    from noisebench.errors import UserError
+    from noisebench.store import default_store, ensure_writable
+    from noisebench.tune import TuneSpec
+
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    base = options.run_spec(
+        method=method,
+        param=param,
+        defaults=False,
+        dataset=dataset,
+        noise=noise,
+        noise_type=noise_type,
+        noise_mode=noise_mode,
+        transition_file=transition_file,
+        allow_unidentifiable=allow_unidentifiable,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        hidden=hidden,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        warmup=warmup,
+        val_fraction=val_fraction,
+        device=device,
+    )
+    spec = TuneSpec(
+        base=base,
+        trials=trials,
+        tune_seeds=tune_seeds,
+        final_seeds=final_seeds,
+        storage=storage,
+        study=study,
+        timeout=timeout,
+        heartbeat=heartbeat,
+        prune=not no_prune,
+    )
+    store = store or default_store()
+    ensure_writable(store)
+    result = _with_progress(spec, store, workers, quiet=as_json)
+    if as_json:
+        from noisebench.cli.evaluate import results_json
+        from noisebench.tune import summary_json
+
+        print(
+            json.dumps(
+                {**summary_json(result), "final": results_json(result.final)},
+                default=str,
+            )
+        )
+        return
+    _print(result, spec)
+
+
+def _with_progress(spec, store, workers: int, *, quiet: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from noisebench.tune import tune as run_tune
+
+    console = options.stderr_console()
+    with Progress(
+        TextColumn("tuning {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(spec.base.method, total=spec.trials)
+        return run_tune(
+            spec,
+            store=store,
+            workers=workers,
+            on_trial=lambda _: progress.advance(task),
+        )
+
+
+def _print(result, spec) -> None:
+    from dataclasses import replace
+
+    from rich.table import Table
+
+    from noisebench.cli.evaluate import print_summary
+    from noisebench.tune import params_text
+
+    console = options.stdout_console()
+    if result.trials:
+        table = Table(
+            title=f"study {result.study}: top trials of {len(result.trials)} completed ({result.storage})"
+        )
+        for column in ("trial", "noisy val acc", "params"):
+            table.add_column(column)
+        for t in result.trials[:10]:
+            mark = " (defaults)" if t.user_attrs.get("defaults") else ""
+            table.add_row(
+                str(t.number), f"{100 * t.value:.2f}", params_text(t.params) + mark
+            )
+        console.print(table)
+    else:
+        console.print(
+            f"{spec.base.method} has no free parameters: no search, final runs only"
+        )
+    if result.final:
+        note = " (already in the store)" if result.final_was_cached else ""
+        console.print(
+            f"final: best params {params_text(result.best_params)} on {len(result.final)} fresh seeds{note}"
+        )
+        final_spec = replace(spec.base, params=result.best_params)
+        print_summary(final_spec, result.final[0]["dataset"], result.final, None)

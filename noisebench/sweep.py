@@ -1,0 +1,248 @@
+"""The leaderboard protocol over a suite: every method x noise type x rate, each cell
+tuned with the same budget and then run on fresh seeds.
+
+Cells are coordinated through Optuna's storage, not files: the first worker enqueues one
+trial per cell in a sweep study, and every worker pops queued trials, which the storage
+hands out once. A dead worker's cell is retried by the others (heartbeats). A cell whose
+final records are already in the store costs nothing, so a sweep resumes where it
+stopped, and a second run of a finished sweep does no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from noisebench.errors import UserError
+from noisebench.experiment import canonical_json
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    noise_type: str
+    rate: float
+
+    def label(self) -> str:
+        return f"{self.method} / {self.noise_type} {self.rate:g}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    methods: tuple[str, ...]
+    noise: tuple[tuple[str, float], ...]  # (noise type, rate)
+    trials: int
+    tune_seeds: int
+    final_seeds: int
+    train: dict[str, Any]
+    origin: str
+
+    def cells(self) -> list[Cell]:
+        return [Cell(m, kind, rate) for m in self.methods for kind, rate in self.noise]
+
+    def sha(self) -> str:
+        body = {k: v for k, v in self.__dict__.items() if k != "origin"}
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:10]
+
+
+def find_suite(name: str, store: Path) -> Path:
+    """A .toml path, or a name looked up in <store>/suites and ./leaderboard/suites."""
+    if name.endswith(".toml"):
+        if not Path(name).is_file():
+            raise UserError(f"suite file not found: {name}")
+        return Path(name)
+    places = [Path(store) / "suites", Path("leaderboard") / "suites"]
+    for folder in places:
+        if (folder / f"{name}.toml").is_file():
+            return folder / f"{name}.toml"
+    known = sorted({p.stem for f in places if f.is_dir() for p in f.glob("*.toml")})
+    from noisebench.errors import unknown
+
+    raise unknown("suite", name, known)
+
+
+def load_suite(name: str, store: Path) -> Suite:
+    path = find_suite(name, store)
+    try:
+        raw = tomllib.loads(path.read_text())
+        noise = tuple(
+            (str(block["type"]), float(rate))
+            for block in raw["noise"]
+            for rate in block["rates"]
+        )
+        suite = Suite(
+            name=raw.get("name", path.stem),
+            dataset=raw.get("dataset", "digits"),
+            methods=tuple(raw["methods"]),
+            noise=noise,
+            trials=int(raw.get("trials", 20)),
+            tune_seeds=int(raw.get("tune_seeds", 2)),
+            final_seeds=int(raw.get("final_seeds", 5)),
+            train=dict(raw.get("train", {})),
+            origin=str(path),
+        )
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"invalid suite {path}: {type(err).__name__}: {err}") from None
+    if not suite.methods or not suite.noise:
+        raise UserError(f"invalid suite {path}: it needs methods and [[noise]] blocks")
+    return suite
+
+
+def cell_spec(suite: Suite, cell: Cell, *, storage: str, device: str, heartbeat: int):
+    """The TuneSpec of one cell; every input is checked here, before any work."""
+    from noisebench.data import resolve_card
+    from noisebench.experiment import RunSpec, train_config_for
+    from noisebench.noise import NoiseSpec
+    from noisebench.registry import get_method
+    from noisebench.tune import TuneSpec
+
+    get_method(cell.method)
+    base = RunSpec(
+        method=cell.method,
+        params={},
+        dataset=suite.dataset,
+        noise=NoiseSpec(kind=cell.noise_type, rate=cell.rate),
+        train=train_config_for(resolve_card(suite.dataset), **suite.train),
+        device=device,
+    )
+    return TuneSpec(
+        base=base,
+        trials=suite.trials,
+        tune_seeds=suite.tune_seeds,
+        final_seeds=suite.final_seeds,
+        storage=storage,
+        heartbeat=heartbeat,
+    )
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    study: str
+    best_params: dict[str, Any]
+    final: list[dict[str, Any]]
+    ran: bool  # False: its final records were already in the store
+
+
+def sweep(
+    suite: Suite,
+    *,
+    store: Path,
+    storage: str | None = None,
+    device: str = "auto",
+    heartbeat: int = 10,
+    on_cell: Callable[[CellResult], None] | None = None,
+) -> list[CellResult]:
+    """Work on the suite's cells until none is left; return the results of every cell."""
+    import optuna
+
+    from noisebench.tune import default_storage, open_storage, tune, work
+
+    url = storage or default_storage(store)
+    cells = suite.cells()
+    specs = [
+        cell_spec(suite, c, storage=url, device=device, heartbeat=heartbeat)
+        for c in cells
+    ]
+    for spec in specs:  # data, noise and params of every cell, before any training
+        _validate(spec)
+    study = _open_sweep_study(suite, open_storage(url, heartbeat=heartbeat), len(cells))
+    results: dict[int, CellResult] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        from noisebench.tune import Surplus
+
+        index = trial.user_attrs.get("cell")
+        if index is None:
+            raise Surplus("not a queued cell")
+        result = tune(specs[index], store=store)
+        outcome = CellResult(
+            cells[index],
+            result.study,
+            result.best_params,
+            result.final,
+            not result.final_was_cached,
+        )
+        results[index] = outcome
+        if on_cell is not None:
+            on_cell(outcome)
+        return 1.0
+
+    work(study, objective, len(cells), new_trials=False)
+    missing = [
+        c.label()
+        for i, c in enumerate(cells)
+        if i not in results and not _done(study, i)
+    ]
+    if missing:
+        raise UserError(f"sweep {suite.name}: cells failed: {', '.join(missing)}")
+    # Cells finished by other workers (or an earlier run) are reported from the store.
+    for i, spec in enumerate(specs):
+        if i not in results:
+            results[i] = _from_store(cells[i], spec, store)
+    return [results[i] for i in range(len(cells))]
+
+
+def _validate(spec) -> None:
+    from noisebench.tune import tuning_run
+
+    tuning_run(spec)
+
+
+def _open_sweep_study(suite: Suite, storage, n_cells: int):
+    import optuna
+
+    name = f"sweep-{suite.name}-{suite.sha()}"
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize"
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(storage=storage, study_name=name)
+    for index in range(n_cells):
+        study.enqueue_trial({}, user_attrs={"cell": index})
+    return study
+
+
+def _done(study, index: int) -> bool:
+    return any(
+        t.user_attrs.get("cell") == index and t.state.name == "COMPLETE"
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def _from_store(cell: Cell, spec, store: Path) -> CellResult:
+    from noisebench.tune import final_records, study_name, tuning_run
+
+    name = study_name(spec, tuning_run(spec))
+    final = final_records(store, name, tuple(range(spec.final_seeds))) or []
+    params = json.loads(final[0]["params"]) if final else {}
+    return CellResult(cell, name, params, final, ran=False)
+
+
+def describe(result: CellResult) -> dict[str, Any]:
+    from noisebench.leaderboard import Stat
+
+    acc = Stat.of([r["test_acc"] for r in result.final if r["status"] == "ok"])
+    return {
+        "method": result.cell.method,
+        "noise_type": result.cell.noise_type,
+        "rate": result.cell.rate,
+        "study": result.study,
+        "best_params": result.best_params,
+        "test_acc_mean": acc.mean,
+        "test_acc_std": acc.std,
+        "n": acc.n,
+        "ran": result.ran,
+    }

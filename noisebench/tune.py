@@ -1,0 +1,499 @@
+"""Optuna tuning that is fair by construction (DESIGN.md §4, §8).
+
+- Every method gets the same budget: `trials` finished trials (completed or pruned),
+  sampled by a seeded TPE from the method's declared search space; trial 0 is the
+  method's defaults.
+- The objective is the mean over the tuning seeds of the best noisy-validation accuracy
+  (a diverged seed counts as 0). The clean test set is never handed to the engine while
+  tuning. Tuning seeds (1000, 1001, ...) are never the final seeds (0, 1, ...).
+- Studies live in Optuna's RDB storage: a SQLite file in the store by default, or any
+  SQLAlchemy URL (PostgreSQL) shared by workers on many machines. Heartbeats mark a dead
+  worker's trial as failed, and a retry callback queues it again for the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from noisebench.errors import UserError
+from noisebench.experiment import Prepared, RunSpec, canonical_json, prepare, run
+from noisebench.space import Categorical, Float, Int
+
+TUNE_SEED_OFFSET = 1000
+SPEC_ATTR = "noisebench_spec"
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A tuning request. `base.params` holds only the pinned (`--param`) values."""
+
+    base: RunSpec
+    trials: int = 20
+    tune_seeds: int = 2
+    final_seeds: int = 5
+    storage: str | None = None  # None: sqlite file in the store
+    study: str | None = None  # None: derived from the spec
+    timeout: float | None = None
+    heartbeat: int = 10  # seconds; a trial silent for 2x this is taken as dead
+    prune: bool = True
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise UserError(f"--trials must be >= 1, got {self.trials}")
+        if self.tune_seeds < 1 or self.final_seeds < 1:
+            raise UserError("--tune-seeds and --final-seeds must be >= 1")
+        if self.heartbeat < 1:
+            raise UserError(f"--heartbeat must be >= 1 second, got {self.heartbeat}")
+
+
+@dataclass
+class TuneResult:
+    study: str
+    storage: str
+    trials: list[Any]  # optuna FrozenTrials, best first
+    best_params: dict[str, Any]
+    best_trial: int | None
+    final: list[dict[str, Any]]
+    final_was_cached: bool
+
+
+def tuning_run(spec: TuneSpec) -> Prepared:
+    """The data and noise of the tuning seeds, validated, ready for trials."""
+    seeds = tuple(TUNE_SEED_OFFSET + i for i in range(spec.tune_seeds))
+    return prepare(replace(spec.base, seeds=seeds, noise_seeds=None, phase="tune"))
+
+
+def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
+    """What a study is about. Workers that agree on it share the study."""
+    from noisebench.noise import matrix_sha
+
+    return {
+        "method": prepared.method.name,
+        "method_version": prepared.method.version,
+        "pinned": spec.base.params,
+        "dataset": prepared.dataset.name,
+        "dataset_sha": prepared.dataset.sha,
+        "noise": {
+            "kind": spec.base.noise.kind,
+            "rate": spec.base.noise.rate,
+            "mode": spec.base.noise.mode,
+        },
+        "transition_sha": matrix_sha(prepared.transition),
+        "train": asdict(spec.base.train),
+        "tune_seeds": spec.tune_seeds,
+        "objective": "mean best noisy-validation accuracy",
+    }
+
+
+def study_name(spec: TuneSpec, prepared: Prepared) -> str:
+    identity = study_identity(spec, prepared)
+    digest = hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:10]
+    noise = spec.base.noise
+    return f"{identity['method']}-v{identity['method_version']}-{identity['dataset']}-{noise.kind}-{noise.rate:g}-{digest}"
+
+
+def default_storage(store: str | Path) -> str:
+    path = Path(store) / "optuna.db"
+    return f"sqlite:///{path.resolve()}"
+
+
+def open_storage(url: str, *, heartbeat: int):
+    """An RDBStorage with heartbeats and retries of dead workers' trials, or a UserError."""
+    import warnings
+
+    import optuna
+    import sqlalchemy.exc
+
+    # Heartbeats and the retry callback are marked experimental; they are what we rely on.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    callback = {}
+    if retry_cls is not None:  # Optuna >= 4.9
+        callback["heartbeat_stale_trial_callback"] = retry_cls(max_retry=3)
+    else:
+        callback["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
+            max_retry=3
+        )
+    engine_kwargs = (
+        {"connect_args": {"timeout": 60}}
+        if url.startswith("sqlite")
+        else {"pool_pre_ping": True}
+    )
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            **callback,
+        )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as err:
+        reason = (
+            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        )
+        raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and records."""
+    head, sep, tail = url.partition("://")
+    if sep and "@" in tail:
+        credentials, _, host = tail.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{head}://{user}:***@{host}"
+    return url
+
+
+def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
+    """Create the study, or join it; refuse a study that belongs to another spec."""
+    import optuna
+
+    identity = canonical_json(study_identity(spec, prepared))
+    sampler = sampler_for(spec, 0)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
+        if spec.prune
+        else optuna.pruners.NopPruner()
+    )
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(
+            storage=storage, study_name=name, sampler=sampler, pruner=pruner
+        )
+        owner = _wait_for_attr(study, SPEC_ATTR)
+        if owner != identity:
+            raise UserError(
+                f"study '{name}' belongs to a different spec; pick another --study or drop --study "
+                "to use the derived name"
+            ) from None
+        return study
+    free = {
+        k: v for k, v in prepared.method.defaults.items() if k not in spec.base.params
+    }
+    if free:
+        study.enqueue_trial(
+            free, user_attrs={"defaults": True}
+        )  # trial 0: the defaults
+    study.set_user_attr(
+        SPEC_ATTR, identity
+    )  # last: joiners wait for it, so trial 0 is set
+    return study
+
+
+def sampler_for(spec: TuneSpec, trials_so_far: int):
+    """A TPE sampler seeded by the study's progress. One seed per worker would make every
+    worker propose the same values; this one is reproducible for a single worker, and
+    workers that start trials at different moments propose different values."""
+    import optuna
+
+    from noisebench.sampling import derive_seed
+
+    return optuna.samplers.TPESampler(
+        seed=derive_seed(spec.sampler_seed, trials_so_far) % 2**32
+    )
+
+
+def reseeder(spec: TuneSpec, study) -> Callable[[int], None]:
+    def reseed(trials_so_far: int) -> None:
+        study.sampler = sampler_for(spec, trials_so_far)
+
+    return reseed
+
+
+def _wait_for_attr(study, key: str, seconds: float = 30.0):
+    """A joiner may arrive between the creator's create_study and its set_user_attr."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = study.user_attrs.get(key)
+        if value is not None or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def suggest(trial, name: str, dist) -> Any:
+    if isinstance(dist, Float):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, Int):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    assert isinstance(dist, Categorical)
+    return trial.suggest_categorical(name, list(dist.choices))
+
+
+class Surplus(Exception):
+    """A trial beyond the budget, started by a worker that raced another for the last one."""
+
+
+def make_objective(
+    spec: TuneSpec,
+    prepared: Prepared,
+    name: str,
+    *,
+    store: Path | None,
+    on_trial: Callable[[int], None] | None = None,
+):
+    import optuna
+
+    method = prepared.method
+    free = {k: d for k, d in method.search_space.items() if k not in spec.base.params}
+
+    def objective(trial: optuna.Trial) -> float:
+        _check_budget(trial, spec.trials)
+        params = {
+            **spec.base.params,
+            **{k: suggest(trial, k, d) for k, d in free.items()},
+        }
+        run_spec = replace(
+            prepared.spec, params=method.resolve(params), study=name, trial=trial.number
+        )
+        best_so_far = [-math.inf]
+
+        def report(epoch: int, val_acc) -> None:
+            best_so_far[0] = max(
+                best_so_far[0], float(val_acc.mean())
+            )  # one sync per epoch
+            trial.report(best_so_far[0], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        records = run(replace(prepared, spec=run_spec), on_epoch=report)
+        if store is not None:
+            from noisebench.store import write_records
+
+            write_records(records, store)
+        if on_trial is not None:
+            on_trial(trial.number)
+        return sum(
+            r["best_val_acc"] if r["status"] == "ok" else 0.0 for r in records
+        ) / len(records)
+
+    return objective
+
+
+def _check_budget(trial, budget: int) -> None:
+    """Among the trials that did not fail, only the first `budget` (by number) may run."""
+    from optuna.trial import TrialState
+
+    alive = [
+        t.number
+        for t in trial.study.get_trials(deepcopy=False)
+        if t.state != TrialState.FAIL
+    ]
+    if sorted(alive).index(trial.number) >= budget:
+        trial.set_user_attr("surplus", True)
+        raise Surplus(f"trial {trial.number} is beyond the budget of {budget}")
+
+
+def finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(
+        study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        )
+    )
+
+
+def work(
+    study,
+    objective,
+    budget: int,
+    *,
+    timeout: float | None = None,
+    new_trials: bool = True,
+    reseed: Callable[[int], None] | None = None,
+    poll: float = 0.5,
+) -> None:
+    """Run trials until the study has `budget` finished ones (whoever ran them).
+
+    Unlike `study.optimize(n_trials=...)`, which counts this worker's trials only, this
+    counts the study's: N workers on one study finish exactly `budget` trials. A worker
+    with nothing left to start waits while others' trials run, and fails stale ones, so
+    that a dead worker's trial is queued again and run here. With `new_trials=False`
+    only queued (enqueued or retried) trials are run. `reseed(n)` is called before a
+    trial with the number of trials so far.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while finished(study) < budget:
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        room = new_trials and finished(study) + running < budget
+        if not waiting and not room:
+            if not running:
+                return  # nothing queued and nothing running: the rest failed for good
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(poll)
+            continue
+        if reseed is not None:
+            reseed(len(trials))
+        study.optimize(objective, n_trials=1, catch=(Surplus,))
+
+
+def final_records(
+    store: Path, name: str, seeds: tuple[int, ...]
+) -> list[dict[str, Any]] | None:
+    """The final runs of a study already in the store, if all its seeds are there."""
+    from noisebench.leaderboard import dedupe
+    from noisebench.store import read_records
+
+    rows = [
+        r
+        for r in dedupe(read_records(store).to_pylist())
+        if r["phase"] == "final"
+        and r["study"] == name
+        and r["status"] in ("ok", "diverged")
+    ]
+    by_seed = {r["seed"]: r for r in rows}
+    if not set(seeds) <= set(by_seed):
+        return None
+    return [by_seed[s] for s in seeds]
+
+
+def tune(
+    spec: TuneSpec,
+    *,
+    store: Path,
+    workers: int = 1,
+    on_trial: Callable[[int], None] | None = None,
+    run_final: bool = True,
+) -> TuneResult:
+    """Search (unless the space is empty), then run the best params on the final seeds."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    prepared = tuning_run(spec)
+    name = spec.study or study_name(spec, prepared)
+    url = spec.storage or default_storage(store)
+    storage = open_storage(url, heartbeat=spec.heartbeat)
+    free = [k for k in prepared.method.search_space if k not in spec.base.params]
+    trials, best_params, best_trial = [], dict(spec.base.params), None
+    if free:
+        study = open_study(spec, prepared, storage, name)
+        if workers > 1:
+            _spawn_workers(spec, store, workers, name, url)
+        else:
+            objective = make_objective(
+                spec, prepared, name, store=store, on_trial=on_trial
+            )
+            work(
+                study,
+                objective,
+                spec.trials,
+                timeout=spec.timeout,
+                reseed=reseeder(spec, study),
+            )
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.value is not None and t.state.name == "COMPLETE"
+        ]
+        if not done:
+            raise UserError(
+                f"study '{name}' has no completed trial (all pruned or failed)"
+            )
+        trials = sorted(done, key=lambda t: -t.value)
+        best_params |= trials[0].params
+        best_trial = trials[0].number
+    final_seeds = tuple(range(spec.final_seeds))
+    cached = final_records(store, name, final_seeds)
+    final = cached or []
+    if cached is None and run_final:
+        from noisebench.store import write_records
+
+        final_spec = replace(
+            spec.base,
+            params=best_params,
+            seeds=final_seeds,
+            noise_seeds=None,
+            phase="final",
+            study=name,
+            trial=best_trial,
+        )
+        final = run(prepare(final_spec))
+        write_records(final, store)
+    return TuneResult(
+        name, redact(url), trials, best_params, best_trial, final, cached is not None
+    )
+
+
+def _spawn_workers(
+    spec: TuneSpec, store: Path, workers: int, name: str, url: str
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    procs = [
+        context.Process(target=_worker_main, args=(spec, str(store), name, url))
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise UserError(
+            f"{len(failed)} of {workers} workers failed (exit codes {failed})"
+        )
+
+
+def _worker_main(spec: TuneSpec, store: str, name: str, url: str) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    prepared = tuning_run(spec)
+    storage = open_storage(url, heartbeat=spec.heartbeat)
+    study = open_study(spec, prepared, storage, name)
+    objective = make_objective(spec, prepared, name, store=Path(store))
+    work(
+        study,
+        objective,
+        spec.trials,
+        timeout=spec.timeout,
+        reseed=reseeder(spec, study),
+    )
+
+
+def summary_json(result: TuneResult) -> dict[str, Any]:
+    return {
+        "study": result.study,
+        "storage": result.storage,
+        "best_trial": result.best_trial,
+        "best_params": result.best_params,
+        "trials": [
+            {
+                "number": t.number,
+                "value": t.value,
+                "params": t.params,
+                "defaults": bool(t.user_attrs.get("defaults")),
+            }
+            for t in result.trials
+        ],
+    }
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)

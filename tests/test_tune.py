@@ -1,0 +1,253 @@
+"""Tuning: fair by construction, resumable, and shared by workers through a database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from noisebench.data import resolve_card
+from noisebench.errors import UserError
+from noisebench.experiment import RunSpec, train_config_for
+from noisebench.noise import NoiseSpec
+from noisebench.store import read_records
+from noisebench.tune import TuneSpec, default_storage, open_storage, tune
+
+FAST_TRAIN = {"epochs": 4, "hidden": (32,)}
+
+
+def spec_for(method="ls", rate=0.4, trials=4, **kw) -> TuneSpec:
+    train = train_config_for(resolve_card("digits"), **FAST_TRAIN)
+    base = RunSpec(
+        method=method,
+        params={},
+        dataset="digits",
+        noise=NoiseSpec("symmetric", rate),
+        train=train,
+    )
+    return TuneSpec(
+        base=base, trials=trials, tune_seeds=1, final_seeds=2, heartbeat=1, **kw
+    )
+
+
+def trials_of(result):
+    return sorted(result.trials, key=lambda t: t.number)
+
+
+def test_trial_zero_is_the_defaults_and_the_budget_is_exact(tmp_path):
+    result = tune(spec_for(trials=5), store=tmp_path)
+    trials = trials_of(result)
+    assert trials[0].params == {"smoothing": 0.1} and trials[0].user_attrs["defaults"]
+    assert len(trials) == 5
+    assert [r["phase"] for r in result.final] == ["final", "final"]
+    assert [r["seed"] for r in result.final] == [0, 1]  # fresh seeds: tuning used 1000
+    assert all(
+        r["study"] == result.study and r["trial"] == result.best_trial
+        for r in result.final
+    )
+    assert result.best_params == max(result.trials, key=lambda t: t.value).params
+
+
+def test_the_test_split_is_never_read_while_tuning(tmp_path, monkeypatch):
+    """Poison the test set: the trial values must not move, while the final runs do."""
+    clean = tune(spec_for(), store=tmp_path / "clean")
+
+    from noisebench import experiment
+
+    real = experiment.load_dataset
+
+    def poisoned(card):
+        ds = real(card)
+        rng = np.random.default_rng(0)
+        return replace(
+            ds,
+            x_test=np.full_like(ds.x_test, np.nan),
+            y_test=rng.permutation(ds.y_test),
+        )
+
+    monkeypatch.setattr(experiment, "load_dataset", poisoned)
+    dirty = tune(spec_for(), store=tmp_path / "dirty")
+    assert [t.value for t in trials_of(dirty)] == [t.value for t in trials_of(clean)]
+    assert [t.params for t in trials_of(dirty)] == [t.params for t in trials_of(clean)]
+    assert all(
+        np.isnan(r["test_acc_at_best_val"]) or r["test_acc_at_best_val"] < 0.5
+        for r in dirty.final
+    )
+    tune_rows = [
+        r for r in read_records(tmp_path / "dirty").to_pylist() if r["phase"] == "tune"
+    ]
+    assert tune_rows and all(r["test_acc"] is None for r in tune_rows)
+
+
+def test_rerunning_resumes_and_a_finished_study_is_not_rerun(tmp_path):
+    first = tune(spec_for(trials=3), store=tmp_path)
+    second = tune(spec_for(trials=3), store=tmp_path)
+    assert [t.number for t in trials_of(second)] == [t.number for t in trials_of(first)]
+    assert second.final_was_cached and not first.final_was_cached
+    more = tune(spec_for(trials=5), store=tmp_path)  # a larger budget extends the study
+    assert len(more.trials) == 5
+
+
+def test_a_study_name_of_another_spec_is_refused(tmp_path):
+    result = tune(spec_for(trials=2), store=tmp_path)
+    with pytest.raises(UserError, match="belongs to a different spec"):
+        tune(spec_for(trials=2, rate=0.2, study=result.study), store=tmp_path)
+
+
+def test_empty_search_space_skips_the_search(tmp_path):
+    result = tune(spec_for(method="ce"), store=tmp_path)
+    assert result.trials == [] and result.best_trial is None and len(result.final) == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite", "not a url", "postgresql+psycopg://u:pw@127.0.0.1:1/x"]
+)
+def test_bad_storage_urls(tmp_path, url):
+    if url == "sqlite":
+        assert open_storage(default_storage(tmp_path), heartbeat=1) is not None
+        return
+    with pytest.raises(UserError, match="cannot open storage") as err:
+        open_storage(url, heartbeat=1)
+    assert "pw" not in str(err.value)  # passwords are never printed
+
+
+def test_trials_must_be_positive():
+    with pytest.raises(UserError, match="--trials must be >= 1"):
+        spec_for(trials=0)
+
+
+def test_sweep_twice_does_no_work_the_second_time(tmp_path):
+    from noisebench.sweep import load_suite, sweep
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "tiny.toml").write_text(
+        'dataset = "digits"\nmethods = ["ce", "ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
+        '[[noise]]\ntype = "symmetric"\nrates = [0.2, 0.4]\n[train]\nepochs = 3\nhidden = [16]\n'
+    )
+    suite = load_suite("tiny", tmp_path)
+    first = sweep(suite, store=tmp_path)
+    rows = len(read_records(tmp_path))
+    second = sweep(suite, store=tmp_path)
+    assert all(c.ran for c in first) and not any(c.ran for c in second)
+    assert len(read_records(tmp_path)) == rows
+    assert [c.final[0]["run_id"] for c in second] == [
+        c.final[0]["run_id"] for c in first
+    ]
+    final = [r for r in read_records(tmp_path).to_pylist() if r["phase"] == "final"]
+    assert len(final) == 4 * 2
+
+
+# --- several worker processes on one study -------------------------------------------
+
+
+def postgres_url() -> str:
+    url = os.environ.get("NOISEBENCH_TEST_POSTGRES")
+    if not url:
+        pytest.skip(
+            "NOISEBENCH_TEST_POSTGRES is unset (.ci/run sets it when PostgreSQL can be started)"
+        )
+    return url
+
+
+def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "noisebench.cli",
+        "tune",
+        "--method",
+        "ls",
+        "--noise",
+        "0.4",
+        "--epochs",
+        "60",
+        "--hidden",
+        "64",
+        "--tune-seeds",
+        "2",
+        "--final-seeds",
+        "1",
+        "--trials",
+        str(trials),
+        "--storage",
+        url,
+        "--study",
+        study,
+        "--heartbeat",
+        "1",
+        "--no-prune",
+        "--store",
+        str(store),
+        "--json",
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def kill_one_mid_trial(url: str, store, study_name: str, budget: int):
+    """Start two workers, SIGKILL one while both run a trial, let the other finish.
+    Returns (the survivor's stdout, whether a trial was left behind by the killed one)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    a = worker(url, store, study_name, budget)
+    b = worker(url, store, study_name, budget)
+    storage = open_storage(url, heartbeat=1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            trials = optuna.load_study(
+                study_name=study_name, storage=storage
+            ).get_trials()
+        except KeyError:
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if any(t.state == TrialState.COMPLETE for t in trials) and len(running) == 2:
+            a.send_signal(signal.SIGKILL)
+            break
+    else:
+        pytest.fail("never saw both workers in the middle of a trial")
+    out, err = b.communicate(timeout=300)
+    a.wait()
+    assert b.returncode == 0, err
+    trials = optuna.load_study(study_name=study_name, storage=storage).get_trials()
+    orphaned = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")
+    ]
+    return out, trials, orphaned
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(
+    tmp_path, backend
+):
+    from optuna.trial import TrialState
+
+    url = default_storage(tmp_path) if backend == "sqlite" else postgres_url()
+    budget = 6
+    for attempt in range(3):  # the kill may land just after a trial finished: try again
+        study_name = f"shared-{backend}-{os.getpid()}-{time.time_ns()}"
+        out, trials, orphaned = kill_one_mid_trial(url, tmp_path, study_name, budget)
+        if orphaned:
+            break
+    assert orphaned, "three kills in a row landed between trials"
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == budget  # exactly the budget: none lost, none extra
+    for lost in orphaned:  # the killed worker's trial ran again, with the same params
+        retry = [
+            t for t in complete if t.system_attrs.get("failed_trial") == lost.number
+        ]
+        assert len(retry) == 1 and retry[0].params == lost.params
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == budget
+    assert json.loads(out)["final"]["summary"]["test_acc"]["n"] == 1
