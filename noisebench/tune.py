@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from noisebench.errors import UserError
 from noisebench.experiment import Prepared, RunSpec, canonical_json, prepare, run
 from noisebench.space import Categorical, Float, Int
@@ -160,7 +162,7 @@ def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
     import optuna
 
     identity = canonical_json(study_identity(spec, prepared))
-    sampler = sampler_for(spec, 0)
+    sampler = sampler_for(spec)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
         if spec.prune
@@ -198,24 +200,47 @@ def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
     return study
 
 
-def sampler_for(spec: TuneSpec, trials_so_far: int):
-    """A TPE sampler seeded by the study's progress. One seed per worker would make every
-    worker propose the same values; this one is reproducible for a single worker, and
-    workers that start trials at different moments propose different values."""
-    import optuna
-
-    from noisebench.sampling import derive_seed
-
-    return optuna.samplers.TPESampler(
-        seed=derive_seed(spec.sampler_seed, trials_so_far) % 2**32
-    )
+def sampler_for(spec: TuneSpec):
+    return TrialSeededTPE(spec.sampler_seed)
 
 
-def reseeder(spec: TuneSpec, study) -> Callable[[int], None]:
-    def reseed(trials_so_far: int) -> None:
-        study.sampler = sampler_for(spec, trials_so_far)
+class TrialSeededTPE(optuna.samplers.BaseSampler):
+    """TPE whose randomness is seeded by (seed, trial number).
 
-    return reseed
+    One seeded TPESampler per worker would make every worker propose the same values.
+    Trial numbers are handed out by the storage, so with this sampler workers propose
+    different values, and a single worker's study is still reproducible.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._samplers: dict[int, Any] = {}
+
+    def _for(self, trial):
+        from noisebench.sampling import derive_seed
+
+        if trial.number not in self._samplers:
+            seed = derive_seed(self.seed, trial.number) % 2**32
+            self._samplers = {trial.number: optuna.samplers.TPESampler(seed=seed)}
+        return self._samplers[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, name, distribution):
+        return self._for(trial).sample_independent(study, trial, name, distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Nothing to do: the seed comes from the trial number."""
 
 
 def _wait_for_attr(study, key: str, seconds: float = 30.0):
@@ -318,7 +343,6 @@ def work(
     *,
     timeout: float | None = None,
     new_trials: bool = True,
-    reseed: Callable[[int], None] | None = None,
     poll: float = 0.5,
 ) -> None:
     """Run trials until the study has `budget` finished ones (whoever ran them).
@@ -327,8 +351,7 @@ def work(
     counts the study's: N workers on one study finish exactly `budget` trials. A worker
     with nothing left to start waits while others' trials run, and fails stale ones, so
     that a dead worker's trial is queued again and run here. With `new_trials=False`
-    only queued (enqueued or retried) trials are run. `reseed(n)` is called before a
-    trial with the number of trials so far.
+    only queued (enqueued or retried) trials are run.
     """
     import optuna
     from optuna.trial import TrialState
@@ -347,8 +370,6 @@ def work(
             optuna.storages.fail_stale_trials(study)
             time.sleep(poll)
             continue
-        if reseed is not None:
-            reseed(len(trials))
         study.optimize(objective, n_trials=1, catch=(Surplus,))
 
 
@@ -403,7 +424,6 @@ def tune(
                 objective,
                 spec.trials,
                 timeout=spec.timeout,
-                reseed=reseeder(spec, study),
             )
         done = [
             t
@@ -473,7 +493,6 @@ def _worker_main(spec: TuneSpec, store: str, name: str, url: str) -> None:
         objective,
         spec.trials,
         timeout=spec.timeout,
-        reseed=reseeder(spec, study),
     )
 
 
