@@ -39,12 +39,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    val_fraction: float = (
-        0.1  # of the (noisy) training pool, held out for model selection
-    )
-    warmup: float = (
-        0.0  # fraction of epochs trained with plain CE before the method's loss
-    )
+    # the share of the (noisy) training pool held out for model selection
+    val_fraction: float = 0.1
+    # the fraction of epochs trained with plain CE before the method's loss
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [

@@ -100,13 +100,8 @@ def runs_dir(store: str | Path) -> Path:
 def write_records(records: Sequence[dict[str, Any]], store: str | Path) -> Path:
     """Write one shard atomically and return its path. Rows must match SCHEMA exactly."""
     table = pa.Table.from_pylist(list(records), schema=SCHEMA)
+    ensure_writable(store)
     folder = runs_dir(store)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(
-            f"cannot create the store folder {folder}: {err.strerror}"
-        ) from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     final = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
     tmp = folder / f".{final.name}.tmp"

@@ -67,17 +67,11 @@ def test_init_matches_nn_linear_distribution():
     assert torch.equal(seeds_01.weights[0][1], seed_1.weights[0][0])
 
 
-def _divergent_method() -> Method:
-    """CE that turns NaN from epoch 2 on in members with an even seed."""
-
-    def loss(logits, labels, ctx):
-        value = F.cross_entropy(logits.float(), labels)
-        even = ctx.generator.initial_seed() % 2 == 0
-        return value * torch.nan if even and ctx.epoch >= 2 else value
-
+def unregistered(fn) -> Method:
+    """A method object for one test, kept out of the global registry."""
     return Method(
-        name="sometimes_nan",
-        fn=loss,
+        name="test_only",
+        fn=fn,
         search_space={},
         defaults={},
         neutral=None,
@@ -87,6 +81,17 @@ def _divergent_method() -> Method:
         version=1,
         summary="test",
     )
+
+
+def _divergent_method() -> Method:
+    """CE that turns NaN from epoch 2 on in members with an even seed."""
+
+    def loss(logits, labels, ctx):
+        value = F.cross_entropy(logits.float(), labels)
+        even = ctx.generator.initial_seed() % 2 == 0
+        return value * torch.nan if even and ctx.epoch >= 2 else value
+
+    return unregistered(loss)
 
 
 def test_divergence_is_recorded_per_member_and_spares_the_others():
@@ -105,18 +110,7 @@ def test_training_stops_when_every_member_diverged():
     def always_nan(logits, labels, ctx):
         return F.cross_entropy(logits.float(), labels) * torch.nan
 
-    method = Method(
-        name="nan",
-        fn=always_nan,
-        search_space={},
-        defaults={},
-        neutral=None,
-        bounds={},
-        requires=(),
-        paper="",
-        version=1,
-        summary="test",
-    )
+    method = unregistered(always_nan)
     result = _fit(method, seeds=(0, 1))
     assert (result.diverged_at == 0).all()
     assert torch.isnan(result.val_acc[:, 1:]).all()

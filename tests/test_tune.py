@@ -46,6 +46,12 @@ def test_trial_zero_is_the_defaults_and_the_budget_is_exact(tmp_path):
     trials = trials_of(result)
     assert trials[0].params == {"smoothing": 0.1} and trials[0].user_attrs["defaults"]
     assert len(trials) == 5
+    # the pruner sees the running best noisy-validation accuracy after every epoch
+    curve = [
+        trials[0].intermediate_values[e] for e in sorted(trials[0].intermediate_values)
+    ]
+    assert len(curve) == FAST_TRAIN["epochs"] and curve == sorted(curve)
+    assert trials[0].value == pytest.approx(curve[-1])
     assert [r["phase"] for r in result.final] == ["final", "final"]
     assert [r["seed"] for r in result.final] == [0, 1]  # fresh seeds: tuning used 1000
     assert all(
@@ -99,6 +105,12 @@ def test_a_study_name_of_another_spec_is_refused(tmp_path):
     result = tune(spec_for(trials=2), store=tmp_path)
     with pytest.raises(UserError, match="belongs to a different spec"):
         tune(spec_for(trials=2, rate=0.2, study=result.study), store=tmp_path)
+
+
+def test_local_workers_share_one_study(tmp_path):
+    result = tune(spec_for(trials=4), store=tmp_path, workers=2)
+    assert len(result.trials) == 4
+    assert len({json.dumps(t.params, sort_keys=True) for t in result.trials}) == 4
 
 
 def test_empty_search_space_skips_the_search(tmp_path):
@@ -244,10 +256,11 @@ def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(
     assert orphaned, "three kills in a row landed between trials"
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == budget  # exactly the budget: none lost, none extra
-    for lost in orphaned:  # the killed worker's trial ran again, with the same params
+    # the killed worker's trial ran again, with its params if it had drawn them already
+    for lost in orphaned:
         retry = [
             t for t in complete if t.system_attrs.get("failed_trial") == lost.number
         ]
-        assert len(retry) == 1 and retry[0].params == lost.params
+        assert len(retry) == 1 and (retry[0].params == lost.params or not lost.params)
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == budget
     assert json.loads(out)["final"]["summary"]["test_acc"]["n"] == 1
