@@ -201,7 +201,10 @@ def _validate(spec) -> None:
 
 
 def _open_sweep_study(suite: Suite, storage, n_cells: int):
+    """Create the sweep study with one queued trial per cell, or join it once it is ready."""
     import optuna
+
+    from noisebench.tune import wait_for_attr
 
     name = f"sweep-{suite.name}-{suite.sha()}"
     try:
@@ -209,9 +212,15 @@ def _open_sweep_study(suite: Suite, storage, n_cells: int):
             storage=storage, study_name=name, direction="maximize"
         )
     except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(storage=storage, study_name=name)
+        study = optuna.load_study(storage=storage, study_name=name)
+        if wait_for_attr(study, "cells") != n_cells:
+            raise UserError(
+                f"sweep study {name} was never filled with its cells"
+            ) from None
+        return study
     for index in range(n_cells):
         study.enqueue_trial({}, user_attrs={"cell": index})
+    study.set_user_attr("cells", n_cells)  # last: joiners wait for it
     return study
 
 

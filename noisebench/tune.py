@@ -180,7 +180,7 @@ def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
         study = optuna.load_study(
             storage=storage, study_name=name, sampler=sampler, pruner=pruner
         )
-        owner = _wait_for_attr(study, SPEC_ATTR)
+        owner = wait_for_attr(study, SPEC_ATTR)
         if owner != identity:
             raise UserError(
                 f"study '{name}' belongs to a different spec; pick another --study or drop --study "
@@ -243,7 +243,7 @@ class TrialSeededTPE(optuna.samplers.BaseSampler):
         """Nothing to do: the seed comes from the trial number."""
 
 
-def _wait_for_attr(study, key: str, seconds: float = 30.0):
+def wait_for_attr(study, key: str, seconds: float = 30.0):
     """A joiner may arrive between the creator's create_study and its set_user_attr."""
     deadline = time.monotonic() + seconds
     while True:

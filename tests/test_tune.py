@@ -264,3 +264,61 @@ def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(
         assert len(retry) == 1 and (retry[0].params == lost.params or not lost.params)
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == budget
     assert json.loads(out)["final"]["summary"]["test_acc"]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--storage", "not a url"], "cannot open storage"),
+        (
+            ["--storage", "postgresql+psycopg://u:pw@127.0.0.1:1/x"],
+            "cannot open storage",
+        ),
+        (["--workers", "0"], "--workers must be >= 1"),
+    ],
+)
+def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from noisebench.cli import app
+
+    result = CliRunner().invoke(
+        app, ["tune", "--method", "ls", "--store", str(tmp_path), *args]
+    )
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line and "pw" not in line
+    assert read_records(tmp_path).num_rows == 0
+
+
+def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "pair.toml").write_text(
+        'dataset = "digits"\nmethods = ["ce", "ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
+        '[[noise]]\ntype = "symmetric"\nrates = [0.2, 0.4]\n[train]\nepochs = 20\nhidden = [32]\n'
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "noisebench.cli",
+        "sweep",
+        "--suite",
+        "pair",
+        "--store",
+        str(tmp_path),
+        "--json",
+    ]
+    workers = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
+    ran = [sum(c["ran"] for c in json.loads(out)["cells"]) for out, _ in outputs]
+    assert sum(ran) == 4  # every cell ran exactly once, in one of the two workers
+    rows = read_records(tmp_path).to_pylist()
+    final = [(r["study"], r["seed"]) for r in rows if r["phase"] == "final"]
+    assert len(final) == len(set(final)) == 4 * 2
