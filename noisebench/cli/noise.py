@@ -88,6 +88,7 @@ def show(
             )
         )
         return
+    from rich import box
     from rich.table import Table
 
     console = options.stdout_console()
@@ -96,13 +97,16 @@ def show(
         ("realized T (counts / class size)", realized),
     ):
         table = Table(
-            title=f"{ds.name}, {spec.kind} {spec.rate:g} ({spec.mode}): {title}"
+            title=f"{ds.name}, {spec.kind} {spec.rate:g} ({spec.mode}): {title}",
+            caption="rows: clean class i; columns: noisy class j",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
         )
-        table.add_column("clean \\ noisy")
+        table.add_column("i\\j")
         for j in range(ds.num_classes):
-            table.add_column(str(j), justify="right")
+            table.add_column(str(j), justify="right", no_wrap=True)
         for i, row in enumerate(matrix):
-            table.add_row(str(i), *(f"{v:.3f}" if v else "." for v in row))
+            table.add_row(str(i), *(f"{v:.2f}" if v else "." for v in row))
         console.print(table)
     console.print(
         f"realized flip rate {rate:.4f} over {ds.y.size} training-pool labels (noise seed {noise_seed})"
