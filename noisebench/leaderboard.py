@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 LEADERBOARD_PHASES = ("evaluate", "final")  # tuning trials never reach the tables
+TUNED = "tuned"  # the row of a method's `noisebench tune` final runs
 NOISE_NOTES = {
     "symmetric": "T = (1-r)I + r/(K-1)(J-I): a corrupted label moves to one of the *other* classes",
     "uniform": "T = (1-r)I + (r/K)J: a corrupted label is redrawn from all K classes (flip rate r(K-1)/K)",
@@ -153,12 +154,16 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
             user_t,
         )
         board = grouped.setdefault(key, Board(*key))
-        line = board.cells.setdefault((row["method"], row["params"]), {})
+        # Tuned runs pick params per cell, so they share one row per method.
+        variant = TUNED if row["phase"] == "final" else row["params"]
+        line = board.cells.setdefault((row["method"], variant), {})
         line.setdefault(row["noise_rate"], Cell()).records.append(row)
     return [grouped[k] for k in sorted(grouped)]
 
 
 def row_label(method: str, params_json: str) -> str:
+    if params_json == TUNED:
+        return f"{method} (tuned)"
     params = json.loads(params_json)
     inner = ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()

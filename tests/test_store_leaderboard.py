@@ -178,3 +178,25 @@ def test_user_strings_are_escaped():
     text = lb.render_markdown(rows)
     assert "evil\\|name\\*\\<script\\>" in text and "<script>" not in text
     assert "a\\|b=x\\_y" in text
+
+
+def test_tuned_runs_share_one_row_per_method():
+    rows = [
+        record(
+            method="ls",
+            phase="final",
+            params=json.dumps({"smoothing": a}),
+            noise_rate=r,
+            seed=s,
+            study=f"st{r}",
+        )
+        for r, a in ((0.2, 0.31), (0.4, 0.62))
+        for s in (0, 1)
+    ]
+    rows += [
+        record(method="ls", params=json.dumps({"smoothing": 0.1}), seed=s)
+        for s in (0, 1)
+    ]
+    text = lb.render_markdown(rows)
+    assert "| ls (tuned) | **50.0 ± 0.0** (2) | **50.0 ± 0.0** (2) |" in text
+    assert "| ls (smoothing=0.1) | **50.0 ± 0.0** (2) |  |" in text
