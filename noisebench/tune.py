@@ -111,11 +111,13 @@ def open_storage(url: str, *, heartbeat: int):
     """An RDBStorage with heartbeats and retries of dead workers' trials, or a UserError."""
     import warnings
 
-    import optuna
     import sqlalchemy.exc
 
     # Heartbeats and the retry callback are marked experimental; they are what we rely on.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(
+        optuna.logging.ERROR
+    )  # our own output says what happened
 
     retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     callback = {}
@@ -159,8 +161,6 @@ def redact(url: str) -> str:
 
 def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
     """Create the study, or join it; refuse a study that belongs to another spec."""
-    import optuna
-
     identity = canonical_json(study_identity(spec, prepared))
     sampler = sampler_for(spec)
     pruner = (
@@ -190,13 +190,10 @@ def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
     free = {
         k: v for k, v in prepared.method.defaults.items() if k not in spec.base.params
     }
-    if free:
-        study.enqueue_trial(
-            free, user_attrs={"defaults": True}
-        )  # trial 0: the defaults
-    study.set_user_attr(
-        SPEC_ATTR, identity
-    )  # last: joiners wait for it, so trial 0 is set
+    if free:  # trial 0: the defaults
+        study.enqueue_trial(free, user_attrs={"defaults": True})
+    # Last, since joiners wait for it: by then trial 0 is queued.
+    study.set_user_attr(SPEC_ATTR, identity)
     return study
 
 
@@ -274,8 +271,6 @@ def make_objective(
     store: Path | None,
     on_trial: Callable[[int], None] | None = None,
 ):
-    import optuna
-
     method = prepared.method
     free = {k: d for k, d in method.search_space.items() if k not in spec.base.params}
 
@@ -291,9 +286,8 @@ def make_objective(
         best_so_far = [-math.inf]
 
         def report(epoch: int, val_acc) -> None:
-            best_so_far[0] = max(
-                best_so_far[0], float(val_acc.mean())
-            )  # one sync per epoch
+            # the running best of the mean over seeds; float() is one sync per epoch
+            best_so_far[0] = max(best_so_far[0], float(val_acc.mean()))
             trial.report(best_so_far[0], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -353,7 +347,6 @@ def work(
     that a dead worker's trial is queued again and run here. With `new_trials=False`
     only queued (enqueued or retried) trials are run.
     """
-    import optuna
     from optuna.trial import TrialState
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -402,9 +395,6 @@ def tune(
     run_final: bool = True,
 ) -> TuneResult:
     """Search (unless the space is empty), then run the best params on the final seeds."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     prepared = tuning_run(spec)
     name = spec.study or study_name(spec, prepared)
     url = spec.storage or default_storage(store)
@@ -481,9 +471,6 @@ def _spawn_workers(
 
 
 def _worker_main(spec: TuneSpec, store: str, name: str, url: str) -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     prepared = tuning_run(spec)
     storage = open_storage(url, heartbeat=spec.heartbeat)
     study = open_study(spec, prepared, storage, name)
