@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the committed leaderboard from scratch: six methods on digits under
 # symmetric noise 0.2/0.4/0.6 and pair-flip noise 0.3, five seeds each, card defaults.
-# Run from the repository root with noisebench installed. About 3 minutes on 2 CPU cores.
+# Run from the repository root with noisebench installed. About 9 minutes on 2 CPU cores.
 set -euo pipefail
 store=${1:-leaderboard}
 for method in ce ls gls forward backward flip; do
@@ -10,4 +10,6 @@ for method in ce ls gls forward backward flip; do
   done
   noisebench evaluate --method "$method" --noise-type pairflip --noise 0.3 --seeds 5 --store "$store" --json >/dev/null
 done
+# The tuned rows: every method tuned on noisy validation (suites/standard.toml).
+noisebench sweep --suite standard --store "$store" --json >/dev/null
 noisebench leaderboard --store "$store"
