@@ -134,19 +134,33 @@ def open_storage(url: str, *, heartbeat: int):
     )
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=2 * heartbeat,
-            **callback,
-        )
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as err:
-        reason = (
-            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        )
-        raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                **callback,
+            )
+        except sqlalchemy.exc.IntegrityError:
+            # Workers that meet a new database at once race to create its tables; the
+            # losers find them made a moment later.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except (
+            sqlalchemy.exc.SQLAlchemyError,
+            ImportError,
+            ValueError,
+            OSError,
+        ) as err:
+            reason = (
+                str(err).strip().splitlines()[0]
+                if str(err).strip()
+                else type(err).__name__
+            )
+            raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
 
 
 def redact(url: str) -> str:
@@ -367,9 +381,10 @@ def work(
 
 
 def final_records(
-    store: Path, name: str, seeds: tuple[int, ...]
+    store: Path, name: str, seeds: tuple[int, ...], *, trial: int | None | str = "any"
 ) -> list[dict[str, Any]] | None:
-    """The final runs of a study already in the store, if all its seeds are there."""
+    """The final runs of a study already in the store (of one trial's params, unless
+    `trial` is "any"), if every seed is there."""
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records
 
@@ -379,6 +394,7 @@ def final_records(
         if r["phase"] == "final"
         and r["study"] == name
         and r["status"] in ("ok", "diverged")
+        and (trial == "any" or r["trial"] == trial)
     ]
     by_seed = {r["seed"]: r for r in rows}
     if not set(seeds) <= set(by_seed):
@@ -392,14 +408,23 @@ def tune(
     store: Path,
     workers: int = 1,
     on_trial: Callable[[int], None] | None = None,
-    run_final: bool = True,
 ) -> TuneResult:
-    """Search (unless the space is empty), then run the best params on the final seeds."""
+    """Search (unless the space is empty), then run the best params on the final seeds.
+
+    Work already done is reused: trials from the study, and final runs from the store.
+    When the store has a study's final runs but the storage has lost the study (another
+    machine's database, or a deleted file), the search is not repeated.
+    """
     prepared = tuning_run(spec)
     name = spec.study or study_name(spec, prepared)
     url = spec.storage or default_storage(store)
     storage = open_storage(url, heartbeat=spec.heartbeat)
     free = [k for k in prepared.method.search_space if k not in spec.base.params]
+    final_seeds = tuple(range(spec.final_seeds))
+    known = final_records(store, name, final_seeds)
+    if free and known is not None and name not in optuna.get_all_study_names(storage):
+        params = json.loads(known[0]["params"])
+        return TuneResult(name, redact(url), [], params, known[0]["trial"], known, True)
     trials, best_params, best_trial = [], dict(spec.base.params), None
     if free:
         study = open_study(spec, prepared, storage, name)
@@ -409,12 +434,7 @@ def tune(
             objective = make_objective(
                 spec, prepared, name, store=store, on_trial=on_trial
             )
-            work(
-                study,
-                objective,
-                spec.trials,
-                timeout=spec.timeout,
-            )
+            work(study, objective, spec.trials, timeout=spec.timeout)
         done = [
             t
             for t in study.get_trials(deepcopy=False)
@@ -427,10 +447,10 @@ def tune(
         trials = sorted(done, key=lambda t: -t.value)
         best_params |= trials[0].params
         best_trial = trials[0].number
-    final_seeds = tuple(range(spec.final_seeds))
-    cached = final_records(store, name, final_seeds)
-    final = cached or []
-    if cached is None and run_final:
+    # Final runs of the current best trial only: a larger budget may have found a better one.
+    cached = final_records(store, name, final_seeds, trial=best_trial)
+    final = cached
+    if final is None:
         from noisebench.store import write_records
 
         final_spec = replace(

@@ -99,6 +99,16 @@ def test_rerunning_resumes_and_a_finished_study_is_not_rerun(tmp_path):
     assert second.final_was_cached and not first.final_was_cached
     more = tune(spec_for(trials=5), store=tmp_path)  # a larger budget extends the study
     assert len(more.trials) == 5
+    assert all(r["trial"] == more.best_trial for r in more.final)  # finals of the best
+
+
+def test_final_runs_in_the_store_spare_a_lost_study(tmp_path):
+    first = tune(spec_for(trials=3), store=tmp_path)
+    (tmp_path / "optuna.db").unlink()  # the study is gone, its results are not
+    rows = read_records(tmp_path).num_rows
+    again = tune(spec_for(trials=3), store=tmp_path)
+    assert again.final_was_cached and again.best_params == first.best_params
+    assert read_records(tmp_path).num_rows == rows  # no trial and no final ran again
 
 
 def test_a_study_name_of_another_spec_is_refused(tmp_path):
