@@ -136,31 +136,63 @@ def open_storage(url: str, *, heartbeat: int):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
                 grace_period=2 * heartbeat,
                 **callback,
             )
-        except sqlalchemy.exc.IntegrityError:
-            # Workers that meet a new database at once race to create its tables; the
-            # losers find them made a moment later.
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
+            if url.startswith("sqlite"):
+                _serialize_sqlite(storage.engine)
+            return storage
         except (
             sqlalchemy.exc.SQLAlchemyError,
             ImportError,
             ValueError,
             OSError,
         ) as err:
+            if _creation_race(err) and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
+                continue
             reason = (
                 str(err).strip().splitlines()[0]
                 if str(err).strip()
                 else type(err).__name__
             )
             raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
+
+
+def _serialize_sqlite(engine) -> None:
+    """Make SQLite hand a queued trial to one worker only.
+
+    pysqlite defers BEGIN until the first write, so two workers can both read a queued
+    trial as WAITING and both claim it. BEGIN IMMEDIATE takes the write lock before the
+    read (SQLAlchemy's recipe for SQLite transactions); PostgreSQL needs none of this.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are dropped
+
+
+def _creation_race(err: Exception) -> bool:
+    """Workers that meet a new database at once race to create its tables; the losers
+    see one of these errors and find the tables made a moment later."""
+    import sqlalchemy.exc
+
+    text = str(err).lower()
+    return isinstance(err, sqlalchemy.exc.IntegrityError) or any(
+        sign in text
+        for sign in ("already exists", "database is locked", "duplicate key")
+    )
 
 
 def redact(url: str) -> str:
