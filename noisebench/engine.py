@@ -225,6 +225,16 @@ def fit(
     )
 
 
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """bf16 autocast for the forward pass on CUDA; float32 everywhere else.
+
+    On CPUs bf16 matmuls are not reliably faster, and float32 keeps CPU runs exact.
+    """
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
+
+
 @functools.cache
 def _reuse_freed_memory() -> None:
     """Keep glibc from returning large freed blocks to the OS.
@@ -279,9 +289,7 @@ def _fit_members(
     warmup_epochs = round(config.warmup * epochs)
     warmup_loss = MemberLosses(get_method("ce"), {})
     method_loss = MemberLosses(method, params)
-    autocast = torch.autocast(
-        "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )
+    autocast = mixed_precision(device)
 
     val_hist = torch.full((members, epochs), float("nan"), device=device)
     bad = torch.zeros(members, dtype=torch.bool, device=device)
@@ -312,7 +320,9 @@ def _fit_members(
             idx = order[:, start : start + batch]  # (S, B)
             with autocast:
                 logits = model(task.x[idx])
-            losses = member_losses(logits, task.y_noisy.gather(1, idx), contexts)
+            # the loss always sees float32 logits, whatever precision the forward ran in
+            labels = task.y_noisy.gather(1, idx)
+            losses = member_losses(logits.float(), labels, contexts)
             bad |= ~torch.isfinite(losses)
             optimizer.zero_grad()
             losses.sum().backward()  # members share no parameters: each its own gradient

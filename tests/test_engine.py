@@ -231,3 +231,33 @@ def test_best_val_snapshot_is_the_model_of_that_epoch():
         )
         acc = (short.test_logits[0].argmax(-1) == task.y_test).float().mean()
         assert result.test_acc_at_best_val[s] == acc
+
+
+def test_mixed_precision_forward_still_gives_the_loss_float32_logits(monkeypatch):
+    """The CUDA path (bf16 autocast) exercised on the CPU, where autocast also exists."""
+    from noisebench import engine
+
+    seen = []
+
+    def spy(logits, labels, ctx):
+        seen.append(logits.dtype)
+        return F.cross_entropy(logits, labels)  # no .float() of its own
+
+    method = unregistered(spy)
+    exact = _fit(method, seeds=(0, 1))
+    monkeypatch.setattr(
+        engine,
+        "mixed_precision",
+        lambda device: torch.autocast("cpu", dtype=torch.bfloat16),
+    )
+    seen.clear()
+    mixed = _fit(method, seeds=(0, 1))
+    assert seen and set(seen) == {torch.float32}
+    # the forward did run in bf16 (the logits moved, by bf16's relative precision of
+    # 2^-8 compounded over 4 epochs), and the two models still agree on nearly every
+    # prediction
+    assert not torch.equal(mixed.pool_logits, exact.pool_logits)
+    scale = exact.pool_logits.abs().max()
+    assert (mixed.pool_logits - exact.pool_logits).abs().max() < 0.1 * scale
+    agree = mixed.pool_logits.argmax(-1) == exact.pool_logits.argmax(-1)
+    assert agree.float().mean() > 0.95
