@@ -306,3 +306,51 @@ def test_light_commands_do_not_import_heavy_libraries(args):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("command", "group"),
+    [
+        (("evaluate",), "RunOptions"),
+        (("tune",), "RunOptions"),
+        (("noise", "show"), "NoiseOptions"),
+        (("noise", "export"), "NoiseOptions"),
+    ],
+)
+def test_commands_take_every_option_of_their_shared_group(command, group):
+    import dataclasses
+
+    import typer.main
+
+    from noisebench.cli import options
+
+    click_command = typer.main.get_command(app)
+    for name in command:
+        click_command = click_command.commands[name]
+    flags = {flag for p in click_command.params for flag in p.opts}
+    expected = {
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(getattr(options, group))
+    }
+    assert expected <= flags
+    # the group's required options (--method) stay required
+    required = {p.opts[0] for p in click_command.params if p.required}
+    assert ("--method" in required) == (group == "RunOptions")
+
+
+def test_shared_options_reach_the_command_with_their_values(tmp_path):
+    out = tmp_path / "n.npz"
+    result = invoke(
+        *("noise", "export", "--out", str(out), "--noise", "0.3"),
+        *("--noise-type", "pairflip", "--noise-mode", "random", "--noise-seed", "4"),
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads(str(np.load(out)["spec"]))
+    assert meta["noise"] == {
+        "kind": "pairflip",
+        "rate": 0.3,
+        "mode": "random",
+        "transition_file": None,
+        "allow_unidentifiable": False,
+    }
+    assert meta["noise_seed"] == 4

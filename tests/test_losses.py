@@ -20,14 +20,7 @@ BUILTIN = ("ce", "ls", "gls", "forward", "backward", "flip")
 RTOL, ATOL = 2e-5, 2e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # The tensors here are tiny: intra-op threads only add overhead, and on a busy
-    # machine thread oversubscription made this module several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -15,15 +15,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from noisebench import metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # The tensors here are tiny: intra-op threads only add overhead, and on a busy
-    # machine thread oversubscription made this module several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- helpers

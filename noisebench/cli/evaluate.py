@@ -25,14 +25,9 @@ SUMMARY = (
 )
 
 
+@options.with_options(options.RunOptions)
 def evaluate(
-    method: options.Method,
-    noise: options.NoiseRate = 0.0,
-    noise_type: options.NoiseType = "symmetric",
-    noise_mode: options.NoiseMode = "exact",
-    transition_file: options.TransitionFile = None,
-    allow_unidentifiable: options.AllowUnidentifiable = False,
-    dataset: options.Dataset = "digits",
+    run: options.RunOptions,
     seeds: Annotated[
         int, typer.Option("--seeds", help="How many seeds (trained together).")
     ] = 3,
@@ -47,16 +42,6 @@ def evaluate(
             help="One noise realization for all seeds (default: each its own).",
         ),
     ] = None,
-    param: options.Param = None,
-    epochs: options.Epochs = None,
-    lr: options.Lr = None,
-    batch_size: options.BatchSize = None,
-    hidden: options.Hidden = None,
-    optimizer: options.Optimizer = None,
-    weight_decay: options.WeightDecay = None,
-    warmup: options.Warmup = None,
-    val_fraction: options.ValFraction = None,
-    device: options.Device = "auto",
     store: options.Store = None,
     no_record: Annotated[
         bool, typer.Option("--no-record", help="Do not write records to the store.")
@@ -69,25 +54,8 @@ def evaluate(
 
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    spec = options.run_spec(
-        method=method,
-        param=param,
+    spec = run.run_spec(
         defaults=True,
-        dataset=dataset,
-        noise=noise,
-        noise_type=noise_type,
-        noise_mode=noise_mode,
-        transition_file=transition_file,
-        allow_unidentifiable=allow_unidentifiable,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        hidden=hidden,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        val_fraction=val_fraction,
-        device=device,
         seeds=tuple(range(first_seed, first_seed + seeds)),
         noise_seeds=None if noise_seed is None else (noise_seed,) * seeds,
     )

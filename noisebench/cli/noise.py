@@ -21,36 +21,23 @@ ValFraction = Annotated[
 ]
 
 
-def _draw(
-    dataset,
-    noise,
-    noise_type,
-    noise_mode,
-    transition_file,
-    allow,
-    noise_seed,
-    val_fraction,
-):
+def _draw(opts: options.NoiseOptions, noise_seed: int, val_fraction: float):
     from noisebench.data import load_dataset, resolve_card
     from noisebench.experiment import draw_noise
 
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-fraction must lie in (0, 1), got {val_fraction:g}")
-    spec = options.noise_spec(noise, noise_type, noise_mode, transition_file, allow)
-    ds = load_dataset(resolve_card(dataset))
+    spec = opts.noise_spec()
+    ds = load_dataset(resolve_card(opts.dataset))
     t = spec.matrix(ds.num_classes, ds.class_map)
     noisy, train, val = draw_noise(ds, t, spec.mode, noise_seed, val_fraction)
     return spec, ds, t, noisy, train, val
 
 
 @app.command("show")
+@options.with_options(options.NoiseOptions)
 def show(
-    dataset: options.Dataset = "digits",
-    noise: options.NoiseRate = 0.0,
-    noise_type: options.NoiseType = "symmetric",
-    noise_mode: options.NoiseMode = "exact",
-    transition_file: options.TransitionFile = None,
-    allow_unidentifiable: options.AllowUnidentifiable = False,
+    opts: options.NoiseOptions,
     noise_seed: NoiseSeed = 0,
     val_fraction: ValFraction = 0.1,
     as_json: options.Json = False,
@@ -60,16 +47,7 @@ def show(
 
     from noisebench.noise import confusion, realized_rate
 
-    spec, ds, t, noisy, _, _ = _draw(
-        dataset,
-        noise,
-        noise_type,
-        noise_mode,
-        transition_file,
-        allow_unidentifiable,
-        noise_seed,
-        val_fraction,
-    )
+    spec, ds, t, noisy, _, _ = _draw(opts, noise_seed, val_fraction)
     counts = confusion(ds.y, noisy, ds.num_classes)
     realized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     rate = realized_rate(ds.y, noisy)
@@ -114,14 +92,10 @@ def show(
 
 
 @app.command("export")
+@options.with_options(options.NoiseOptions)
 def export(
+    opts: options.NoiseOptions,
     out: Annotated[Path, typer.Option("--out", help="Where to write the .npz.")],
-    dataset: options.Dataset = "digits",
-    noise: options.NoiseRate = 0.0,
-    noise_type: options.NoiseType = "symmetric",
-    noise_mode: options.NoiseMode = "exact",
-    transition_file: options.TransitionFile = None,
-    allow_unidentifiable: options.AllowUnidentifiable = False,
     noise_seed: NoiseSeed = 0,
     val_fraction: ValFraction = 0.1,
 ) -> None:
@@ -132,16 +106,7 @@ def export(
 
     if out.suffix != ".npz":
         raise UserError(f"--out must end in .npz, got '{out.name}'")
-    spec, ds, t, noisy, train, val = _draw(
-        dataset,
-        noise,
-        noise_type,
-        noise_mode,
-        transition_file,
-        allow_unidentifiable,
-        noise_seed,
-        val_fraction,
-    )
+    spec, ds, t, noisy, train, val = _draw(opts, noise_seed, val_fraction)
     meta = {
         "dataset": ds.name,
         "dataset_sha": ds.sha,

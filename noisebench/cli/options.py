@@ -1,9 +1,20 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once.
+
+Single options are `Annotated` aliases. Groups that several commands take whole (the
+noise, or everything that defines a run) are dataclasses whose fields are those
+aliases; `with_options` puts a group's fields into a command's signature, where typer
+reads them, and hands the command one instance of the group.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,24 +69,6 @@ AllowUnidentifiable = Annotated[
 ]
 
 
-def noise_spec(
-    noise: float,
-    noise_type: str,
-    noise_mode: str,
-    transition_file: Path | None,
-    allow: bool,
-):
-    from noisebench.noise import NoiseSpec
-
-    return NoiseSpec(
-        kind=noise_type,
-        rate=noise,
-        mode=noise_mode,
-        transition_file=None if transition_file is None else str(transition_file),
-        allow_unidentifiable=allow,
-    )
-
-
 def stdout_console():
     from rich.console import Console
 
@@ -125,58 +118,116 @@ ValFraction = Annotated[
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")]
 
 
-def run_spec(
-    *,
-    method: str,
-    param: list[str] | None,
-    defaults: bool,
-    dataset: str,
-    noise: float,
-    noise_type: str,
-    noise_mode: str,
-    transition_file: Path | None,
-    allow_unidentifiable: bool,
-    epochs: int | None,
-    lr: float | None,
-    batch_size: int | None,
-    hidden: str | None,
-    optimizer: str | None,
-    weight_decay: float | None,
-    warmup: float | None,
-    val_fraction: float | None,
-    device: str,
-    seeds: tuple[int, ...] = (0,),
-    noise_seeds: tuple[int, ...] | None = None,
-):
-    """The RunSpec of a command line; `defaults=False` keeps only the --param values."""
-    from noisebench.data import resolve_card
-    from noisebench.experiment import RunSpec, train_config_for
-    from noisebench.registry import get_method
+@dataclass(frozen=True, kw_only=True)
+class NoiseOptions:
+    """The data and the noise applied to it."""
 
-    params = get_method(method).parse(param or [], with_defaults=defaults)
-    train = train_config_for(
-        resolve_card(dataset),
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        hidden=_parse_hidden(hidden),
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        val_fraction=val_fraction,
-    )
-    return RunSpec(
-        method=method,
-        params=params,
-        dataset=dataset,
-        noise=noise_spec(
-            noise, noise_type, noise_mode, transition_file, allow_unidentifiable
-        ),
-        train=train,
-        seeds=seeds,
-        noise_seeds=noise_seeds,
-        device=device,
-    )
+    dataset: Dataset = "digits"
+    noise: NoiseRate = 0.0
+    noise_type: NoiseType = "symmetric"
+    noise_mode: NoiseMode = "exact"
+    transition_file: TransitionFile = None
+    allow_unidentifiable: AllowUnidentifiable = False
+
+    def noise_spec(self):
+        from noisebench.noise import NoiseSpec
+
+        return NoiseSpec(
+            kind=self.noise_type,
+            rate=self.noise,
+            mode=self.noise_mode,
+            transition_file=None
+            if self.transition_file is None
+            else str(self.transition_file),
+            allow_unidentifiable=self.allow_unidentifiable,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(NoiseOptions):
+    """Everything that defines a run but its seeds: method, data, noise, training."""
+
+    method: Method
+    param: Param = None
+    epochs: Epochs = None
+    lr: Lr = None
+    batch_size: BatchSize = None
+    hidden: Hidden = None
+    optimizer: Optimizer = None
+    weight_decay: WeightDecay = None
+    warmup: Warmup = None
+    val_fraction: ValFraction = None
+    device: Device = "auto"
+
+    def run_spec(
+        self,
+        *,
+        defaults: bool,
+        seeds: tuple[int, ...] = (0,),
+        noise_seeds: tuple[int, ...] | None = None,
+    ):
+        """The RunSpec; `defaults=False` keeps only the --param values."""
+        from noisebench.data import resolve_card
+        from noisebench.experiment import RunSpec, train_config_for
+        from noisebench.registry import get_method
+
+        params = get_method(self.method).parse(self.param or [], with_defaults=defaults)
+        train = train_config_for(
+            resolve_card(self.dataset),
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            hidden=_parse_hidden(self.hidden),
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            warmup=self.warmup,
+            val_fraction=self.val_fraction,
+        )
+        return RunSpec(
+            method=self.method,
+            params=params,
+            dataset=self.dataset,
+            noise=self.noise_spec(),
+            train=train,
+            seeds=seeds,
+            noise_seeds=noise_seeds,
+            device=self.device,
+        )
+
+
+def with_options(group: type) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+    """Give a command every option of `group` (a dataclass above); the command's first
+    parameter receives them as one instance. Required options come first in --help,
+    then the group's other options, then the command's own."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., None]:
+        hints = typing.get_type_hints(group, include_extras=True)
+        shared = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty
+                if f.default is dataclasses.MISSING
+                else f.default,
+                annotation=hints[f.name],
+            )
+            for f in dataclasses.fields(group)
+        ]
+        shared.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+        _bundle, *own = inspect.signature(command, eval_str=True).parameters.values()
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+        def wrapper(**kwargs: Any) -> None:
+            values = group(**{p.name: kwargs.pop(p.name) for p in shared})
+            command(values, **kwargs)
+
+        wrapper.__name__, wrapper.__qualname__ = command.__name__, command.__qualname__
+        wrapper.__doc__, wrapper.__module__ = command.__doc__, command.__module__
+        wrapper.__signature__ = inspect.Signature([*shared, *own])
+        wrapper.__annotations__ = {p.name: p.annotation for p in [*shared, *own]}
+        return wrapper
+
+    return decorate
 
 
 def _parse_hidden(text: str | None) -> tuple[int, ...] | None:

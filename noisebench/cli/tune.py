@@ -39,24 +39,9 @@ Timeout = Annotated[
 ]
 
 
+@options.with_options(options.RunOptions)
 def tune(
-    method: options.Method,
-    noise: options.NoiseRate = 0.0,
-    noise_type: options.NoiseType = "symmetric",
-    noise_mode: options.NoiseMode = "exact",
-    transition_file: options.TransitionFile = None,
-    allow_unidentifiable: options.AllowUnidentifiable = False,
-    dataset: options.Dataset = "digits",
-    param: options.Param = None,
-    epochs: options.Epochs = None,
-    lr: options.Lr = None,
-    batch_size: options.BatchSize = None,
-    hidden: options.Hidden = None,
-    optimizer: options.Optimizer = None,
-    weight_decay: options.WeightDecay = None,
-    warmup: options.Warmup = None,
-    val_fraction: options.ValFraction = None,
-    device: options.Device = "auto",
+    run: options.RunOptions,
     trials: Trials = 20,
     tune_seeds: TuneSeeds = 2,
     final_seeds: FinalSeeds = 5,
@@ -81,26 +66,7 @@ def tune(
 
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    base = options.run_spec(
-        method=method,
-        param=param,
-        defaults=False,
-        dataset=dataset,
-        noise=noise,
-        noise_type=noise_type,
-        noise_mode=noise_mode,
-        transition_file=transition_file,
-        allow_unidentifiable=allow_unidentifiable,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        hidden=hidden,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        val_fraction=val_fraction,
-        device=device,
-    )
+    base = run.run_spec(defaults=False)
     spec = TuneSpec(
         base=base,
         trials=trials,
