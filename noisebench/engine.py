@@ -86,17 +86,24 @@ class Task:
     y_test: torch.Tensor | None  # (M,)
     num_classes: int
     seeds: list[int]
-    transition: torch.Tensor | None = None  # (K, K), for methods that require it
+    # for methods that require T: (K, K) shared, or (S, K, K) one per member (estimated)
+    transition: torch.Tensor | None = None
     transition_source: str = "oracle"
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
         per_member = {"y_noisy", "train_idx", "val_idx"}
+        if self.transition is not None and self.transition.dim() == 3:
+            per_member.add("transition")
         return replace(
             self,
             **{f: getattr(self, f)[which] for f in per_member},
             seeds=self.seeds[which],
         )
+
+    def transition_of(self, member: int) -> torch.Tensor | None:
+        t = self.transition
+        return t[member] if t is not None and t.dim() == 3 else t
 
 
 @dataclass
@@ -108,6 +115,7 @@ class FitResult:
     test_acc_at_best_val: torch.Tensor  # (S,) clean test accuracy of that epoch's model
     diverged_at: torch.Tensor  # (S,) first epoch with a non-finite loss, -1 if none
     pool_logits: torch.Tensor  # (S, N, K) final model on the whole training pool
+    best_pool_logits: torch.Tensor  # (S, N, K) the best-validation model on it
     test_logits: torch.Tensor  # (S, M, K) final model on the test set (M = 0: none)
     seconds: float
 
@@ -146,25 +154,37 @@ class MemberLosses:
 
     def __init__(self, method: Method, params: Mapping[str, Any]) -> None:
         self.method, self.params = method, dict(params)
-        self.vmapped = torch.func.vmap(
-            lambda z, y, ctx: method(z, y, ctx, **self.params), in_dims=(0, 0, None)
-        )
         self.batched: bool | None = None
+
+    def _vmapped(self, logits, labels, contexts: list[Context]) -> torch.Tensor:
+        # Under vmap the context has no generator, so a method that needs one fails the
+        # probe. Per-member transition matrices (estimated T) are vmapped with the rest.
+        shared = replace(contexts[0], generator=None)
+        own_t = contexts[0].transition is not None and any(
+            c.transition is not contexts[0].transition for c in contexts
+        )
+        if not own_t:
+            return torch.func.vmap(
+                lambda z, y: self.method(z, y, shared, **self.params)
+            )(logits, labels)
+        return torch.func.vmap(
+            lambda z, y, t: self.method(
+                z, y, replace(shared, transition=t), **self.params
+            )
+        )(logits, labels, torch.stack([c.transition for c in contexts]))
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, contexts: list[Context]
     ) -> torch.Tensor:
-        # Under vmap the context has no generator, so a method that needs one fails the probe.
-        shared = replace(contexts[0], generator=None)
         if self.batched is None:
             try:
                 with torch.no_grad():
-                    self.vmapped(logits.detach(), labels, shared)
+                    self._vmapped(logits.detach(), labels, contexts)
                 self.batched = True
             except Exception:  # noqa: BLE001 - any failure means: run member by member
                 self.batched = False
         if self.batched:
-            return self.vmapped(logits, labels, shared)
+            return self._vmapped(logits, labels, contexts)
         return torch.stack(
             [
                 self.method(logits[s], labels[s], ctx, **self.params)
@@ -264,6 +284,7 @@ _STACKED = (
     "test_acc_at_best_val",
     "diverged_at",
     "pool_logits",
+    "best_pool_logits",
     "test_logits",
 )
 
@@ -304,13 +325,13 @@ def _fit_members(
         contexts = [
             Context(
                 num_classes=task.num_classes,
-                transition=task.transition,
+                transition=task.transition_of(s),
                 transition_source=task.transition_source,
                 epoch=epoch,
                 progress=epoch / epochs,
                 generator=g,
             )
-            for g in generators
+            for s, g in enumerate(generators)
         ]
         perm = torch.stack(
             [torch.randperm(n_train, generator=g, device=device) for g in generators]
@@ -339,12 +360,13 @@ def _fit_members(
 
     with torch.no_grad(), autocast:
         pool_logits = model(task.x).float()
-        if task.x_test is None:
-            test_logits = torch.empty(members, 0, task.num_classes)
-            test_at_best = torch.full((members,), float("nan"))
-        else:
+        test_logits = torch.empty(members, 0, task.num_classes)
+        test_at_best = torch.full((members,), float("nan"))
+        if task.x_test is not None:
             test_logits = model(task.x_test).float()
-            best.restore()
+        best.restore()
+        best_pool_logits = model(task.x).float()
+        if task.x_test is not None:
             test_at_best = (
                 (model(task.x_test).argmax(-1) == task.y_test).float().mean(-1)
             )
@@ -354,6 +376,7 @@ def _fit_members(
         test_acc_at_best_val=test_at_best.cpu(),
         diverged_at=diverged_at.cpu(),
         pool_logits=pool_logits.cpu(),
+        best_pool_logits=best_pool_logits.cpu(),
         test_logits=test_logits.cpu(),
         seconds=0.0,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from noisebench.data import Card, Dataset, load_dataset, resolve_card, stratified_split
-from noisebench.errors import UserError
+from noisebench.errors import UserError, unknown
 from noisebench.noise import NoiseSpec, confusion, corrupt, matrix_sha, realized_rate
 from noisebench.registry import Method, get_method
 from noisebench.sampling import derive_seed
@@ -40,6 +40,8 @@ class RunSpec:
     seeds: tuple[int, ...] = (0, 1, 2)
     noise_seeds: tuple[int, ...] | None = None  # default: the training seeds
     device: str = "auto"
+    # T for methods that require it: the true one, or Patrini et al.'s estimate (§5)
+    transition: str = "oracle"
     phase: str = "evaluate"
     study: str | None = None
     trial: int | None = None
@@ -56,6 +58,9 @@ class Prepared:
     noisy: np.ndarray  # (S, N)
     train_idx: np.ndarray  # (S, n_train)
     val_idx: np.ndarray  # (S, n_val)
+
+
+TRANSITION_SOURCES = ("oracle", "estimated")
 
 
 def train_config_for(card: Card, **overrides: Any):
@@ -77,6 +82,12 @@ def prepare(spec: RunSpec) -> Prepared:
     """Validate the spec against the registry and the data; draw the noise and the splits."""
     method = get_method(spec.method)
     params = method.resolve(spec.params)
+    if spec.transition not in TRANSITION_SOURCES:
+        raise unknown("transition source", spec.transition, TRANSITION_SOURCES)
+    if spec.transition == "estimated" and "transition" not in method.requires:
+        raise UserError(
+            f"--transition estimated applies to methods that use T; '{method.name}' does not"
+        )
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
         raise UserError(f"seeds must be distinct and non-empty, got {list(spec.seeds)}")
     noise_seeds = tuple(spec.noise_seeds or spec.seeds)
@@ -159,6 +170,13 @@ def run(
         if needs_t
         else None,
     )
+    estimator_seconds, t_error = 0.0, None
+    if spec.transition == "estimated":
+        from noisebench.transition import estimation_error
+
+        task, estimator_seconds = _with_estimated_transition(task, spec.train)
+        truth = torch.as_tensor(prepared.transition)
+        t_error = estimation_error(task.transition, truth).cpu()
     result = engine.fit(
         task,
         method=prepared.method,
@@ -168,7 +186,8 @@ def run(
     )
     finished = datetime.now(timezone.utc)
 
-    common = _common_fields(prepared, device, started, finished, result.seconds)
+    seconds = estimator_seconds + result.seconds
+    common = _common_fields(prepared, device, started, finished, seconds)
     y_clean = torch.as_tensor(ds.y)
     y_test = torch.as_tensor(ds.y_test)
     records = []
@@ -184,7 +203,7 @@ def run(
             "realized_rate": realized_rate(ds.y, noisy),
             "confusion_sha": matrix_sha(confusion(ds.y, noisy, ds.num_classes)),
             "val_acc_curve": result.val_acc[s].tolist(),
-            "transition_error": None,
+            "transition_error": None if t_error is None else float(t_error[s]),
             "error": None,
         }
         if int(result.diverged_at[s]) >= 0:
@@ -215,6 +234,34 @@ def run(
             record |= _test_metrics(result, s, y_test) if score_test else {}
         records.append(record)
     return records
+
+
+def _with_estimated_transition(task, config):
+    """Stages 1-4 of §5: train cross-entropy on the noisy training split (every member
+    at once, the test set withheld), take η = softmax of its best noisy-validation model
+    on each member's training inputs, and estimate T per member from its anchors.
+    Returns the task with T̂ (S, K, K), and the seconds the estimator took."""
+    from noisebench import engine
+    from noisebench.transition import estimate_transition
+
+    estimator = engine.fit(
+        replace(task, x_test=None, y_test=None, transition=None),
+        method=get_method("ce"),
+        params={},
+        config=replace(config, warmup=0.0),
+    )
+    # the estimator is the model of its best noisy-validation epoch, as everywhere in
+    # the protocol (and as Patrini et al.'s checkpointing did): an overfit CE model
+    # has memorized the noise, and its η carries no trace of T
+    train_idx = task.train_idx.cpu()
+    logits = estimator.best_pool_logits.gather(
+        1, train_idx.unsqueeze(-1).expand(-1, -1, task.num_classes)
+    )
+    t_hat = estimate_transition(logits.softmax(-1))
+    estimated = replace(
+        task, transition=t_hat.to(task.x.device), transition_source="estimated"
+    )
+    return estimated, estimator.seconds
 
 
 def _test_metrics(result, s: int, y_test) -> dict[str, float]:
@@ -280,7 +327,7 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
             "mode": spec.noise.mode,
         },
         "transition_sha": matrix_sha(prepared.transition),
-        "transition_source": "oracle",
+        "transition_source": spec.transition,
     }
 
 
@@ -310,7 +357,7 @@ def _common_fields(
         "noise_mode": spec.noise.mode,
         "noise_rate": float(spec.noise.rate),
         "transition_sha": matrix_sha(prepared.transition),
-        "transition_source": "oracle",
+        "transition_source": spec.transition,
         "run_seeds": [int(s) for s in spec.seeds],
         "phase": spec.phase,
         "study": spec.study,

@@ -156,7 +156,11 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
         board = grouped.setdefault(key, Board(*key))
         # Tuned runs pick params per cell, so they share one row per method.
         variant = TUNED if row["phase"] == "final" else row["params"]
-        line = board.cells.setdefault((row["method"], variant), {})
+        # a method run with an estimated T is a different row from its oracle-T self
+        name = row["method"]
+        if row["transition_source"] == "estimated":
+            name += " [estimated T]"
+        line = board.cells.setdefault((name, variant), {})
         line.setdefault(row["noise_rate"], Cell()).records.append(row)
     return [grouped[k] for k in sorted(grouped)]
 

@@ -89,6 +89,12 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
             "mode": spec.base.noise.mode,
         },
         "transition_sha": matrix_sha(prepared.transition),
+        # only when estimated, so that the studies of oracle-T runs keep their names
+        **(
+            {"transition_source": "estimated"}
+            if spec.base.transition != "oracle"
+            else {}
+        ),
         "train": asdict(spec.base.train),
         "tune_seeds": spec.tune_seeds,
         "objective": "mean best noisy-validation accuracy",

@@ -129,6 +129,14 @@ BAD_INPUT = [
         ["--method", "forward", "--noise-type", "transition"],
         "--transition-file goes with",
     ),
+    (
+        ["--method", "ls", "--transition", "estimated"],
+        "--transition estimated applies to methods that use T; 'ls' does not",
+    ),
+    (
+        ["--method", "forward", "--transition", "estimate"],
+        "unknown transition source 'estimate' (did you mean 'estimated'?)",
+    ),
 ]
 
 
@@ -354,3 +362,28 @@ def test_shared_options_reach_the_command_with_their_values(tmp_path):
         "allow_unidentifiable": False,
     }
     assert meta["noise_seed"] == 4
+
+
+def test_evaluate_with_an_estimated_transition(tmp_path):
+    result = invoke(
+        *("evaluate", "--method", "backward", "--noise", "0.3", "--transition"),
+        *("estimated", "--epochs", "3", "--seeds", "2", "--store", str(tmp_path)),
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = read_records(tmp_path).to_pylist()
+    assert [r["transition_source"] for r in rows] == ["estimated", "estimated"]
+    # each member estimated its own T from its own noisy labels
+    errors = [r["transition_error"] for r in rows]
+    assert all(0 <= e <= 2 for e in errors) and errors[0] != errors[1]
+    oracle = invoke(
+        *("evaluate", "--method", "backward", "--noise", "0.3", "--epochs", "3"),
+        *("--seeds", "2", "--store", str(tmp_path), "--json"),
+    )
+    assert oracle.exit_code == 0, oracle.stderr
+    rows = read_records(tmp_path).to_pylist()
+    hashes = {r["transition_source"]: r["config_hash"] for r in rows}
+    assert len(hashes) == 2 and hashes["estimated"] != hashes["oracle"]
+    assert {
+        r["transition_error"] for r in rows if r["transition_source"] == "oracle"
+    } == {None}

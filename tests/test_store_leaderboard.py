@@ -200,3 +200,23 @@ def test_tuned_runs_share_one_row_per_method():
     text = lb.render_markdown(rows)
     assert "| ls (tuned) | **50.0 ± 0.0** (2) | **50.0 ± 0.0** (2) |" in text
     assert "| ls (smoothing=0.1) | **50.0 ± 0.0** (2) |  |" in text
+
+
+def test_estimated_t_runs_are_their_own_row():
+    rows = [
+        record(method="forward", transition_source="oracle", test_acc=0.8, seed=s)
+        for s in (0, 1)
+    ]
+    rows += [
+        record(
+            method="forward",
+            config_hash="c-est",
+            transition_source="estimated",
+            test_acc=0.7,
+            seed=s,
+        )
+        for s in (0, 1)
+    ]
+    text = lb.render_markdown(rows)
+    assert "| forward | **80.0 ± 0.0** (2) |" in text
+    assert "| forward \\[estimated T\\] | 70.0 ± 0.0 (2) |" in text

@@ -60,6 +60,14 @@ TransitionFile = Annotated[
         "--transition-file", help="A KxK .npy/.csv matrix, for --noise-type transition."
     ),
 ]
+TransitionSource = Annotated[
+    str,
+    typer.Option(
+        "--transition",
+        help="T for methods that use it: oracle (the true T) | estimated (from a CE "
+        "model's anchor points, Patrini et al. 2017).",
+    ),
+]
 AllowUnidentifiable = Annotated[
     bool,
     typer.Option(
@@ -157,6 +165,7 @@ class RunOptions(NoiseOptions):
     weight_decay: WeightDecay = None
     warmup: Warmup = None
     val_fraction: ValFraction = None
+    transition: TransitionSource = "oracle"
     device: Device = "auto"
 
     def run_spec(
@@ -192,6 +201,7 @@ class RunOptions(NoiseOptions):
             seeds=seeds,
             noise_seeds=noise_seeds,
             device=self.device,
+            transition=self.transition,
         )
 
 
