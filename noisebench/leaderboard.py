@@ -278,7 +278,23 @@ def plot_board(board: Board, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    # one colour per method; the line style tells its variants apart (set params,
+    # tuned, estimated T), so a dozen rows stay readable
+    methods = sorted({method.split(" [")[0] for method, _ in board.cells})
+    colours = plt.get_cmap("tab10")
+
+    def style(method: str, params: str) -> dict[str, Any]:
+        base = method.split(" [")[0]
+        dashed, marker = ("--", "s") if params == TUNED else ("-", "o")
+        if base != method:
+            dashed, marker = ":", "^"
+        return {
+            "color": colours(methods.index(base) % 10),
+            "linestyle": dashed,
+            "marker": marker,
+        }
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, metric, title in zip(
         axes,
         ("test_acc", "test_acc_at_best_val"),
@@ -295,15 +311,15 @@ def plot_board(board: Board, path: Path) -> None:
                 rates,
                 [100 * s.mean for s in stats],
                 yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
-                marker="o",
                 capsize=3,
                 label=row_label(method, params),
+                **style(method, params),
             )
         ax.set_title(title)
         ax.set_xlabel("noise rate")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("clean test accuracy (%)")
-    axes[1].legend(fontsize=8, loc="best")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(f"{board.dataset}: {board.noise_type} noise")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
