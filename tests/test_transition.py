@@ -3,6 +3,8 @@ the two-stage protocol end to end."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,45 @@ def test_two_stage_estimate_is_closer_to_t_than_the_identity():
     errors = [r["transition_error"] for r in records]
     assert all(r["transition_source"] == "estimated" for r in records)
     assert all(0 <= e < 0.5 for e in errors), errors
+
+
+def test_runs_that_differ_only_in_params_share_the_estimator(monkeypatch):
+    """Tuning trials retrain the method, not the CE estimator; other seeds or another
+    training setup do get their own estimate."""
+    from noisebench import engine
+    from noisebench.data import resolve_card
+    from noisebench.experiment import RunSpec, prepare, run, train_config_for
+    from noisebench.noise import NoiseSpec
+
+    from noisebench import experiment
+
+    monkeypatch.setattr(experiment, "_ESTIMATES", {})  # what earlier tests left
+    estimator_fits = []
+    real_fit = engine.fit
+
+    def counting_fit(task, *, method, **kwargs):
+        if method.name == "ce":
+            estimator_fits.append(tuple(task.seeds))
+        return real_fit(task, method=method, **kwargs)
+
+    monkeypatch.setattr(engine, "fit", counting_fit)
+    train = train_config_for(resolve_card("digits"), epochs=2)
+    spec = RunSpec(
+        method="backward",
+        params={},
+        dataset="digits",
+        noise=NoiseSpec(kind="symmetric", rate=0.3),
+        train=train,
+        seeds=(0, 1),
+        device="cpu",
+        transition="estimated",
+    )
+    first = run(prepare(spec))
+    again = run(prepare(spec))
+    assert estimator_fits == [(0, 1)]
+    assert [r["transition_error"] for r in first] == [
+        r["transition_error"] for r in again
+    ]
+    run(prepare(replace(spec, seeds=(0, 2))))
+    run(prepare(replace(spec, train=replace(train, lr=2e-3))))
+    assert estimator_fits == [(0, 1), (0, 2), (0, 1)]
