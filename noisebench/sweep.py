@@ -31,9 +31,13 @@ class Cell:
     method: str
     noise_type: str
     rate: float
+    transition: str = "oracle"  # or "estimated", for methods that use T
 
     def label(self) -> str:
-        return f"{self.method} / {self.noise_type} {self.rate:g}"
+        method = self.method
+        if self.transition == "estimated":
+            method += " [estimated T]"
+        return f"{method} / {self.noise_type} {self.rate:g}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,18 @@ class Suite:
     final_seeds: int
     train: dict[str, Any]
     origin: str
+    estimated: tuple[str, ...] = ()  # methods also run with an estimated T
 
     def cells(self) -> list[Cell]:
-        return [Cell(m, kind, rate) for m in self.methods for kind, rate in self.noise]
+        oracle = [
+            Cell(m, kind, rate) for m in self.methods for kind, rate in self.noise
+        ]
+        estimated = [
+            Cell(m, kind, rate, "estimated")
+            for m in self.estimated
+            for kind, rate in self.noise
+        ]
+        return oracle + estimated
 
     def sha(self) -> str:
         body = {k: v for k, v in self.__dict__.items() if k != "origin"}
@@ -91,6 +104,7 @@ def load_suite(name: str, store: Path) -> Suite:
             final_seeds=int(raw.get("final_seeds", 5)),
             train=dict(raw.get("train", {})),
             origin=str(path),
+            estimated=tuple(raw.get("estimated", ())),
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
         raise UserError(f"invalid suite {path}: {type(err).__name__}: {err}") from None
@@ -115,6 +129,7 @@ def cell_spec(suite: Suite, cell: Cell, *, storage: str, device: str, heartbeat:
         noise=NoiseSpec(kind=cell.noise_type, rate=cell.rate),
         train=train_config_for(resolve_card(suite.dataset), **suite.train),
         device=device,
+        transition=cell.transition,
     )
     return TuneSpec(
         base=base,
@@ -248,6 +263,7 @@ def describe(result: CellResult) -> dict[str, Any]:
         "method": result.cell.method,
         "noise_type": result.cell.noise_type,
         "rate": result.cell.rate,
+        "transition": result.cell.transition,
         "study": result.study,
         "best_params": result.best_params,
         "test_acc_mean": acc.mean,

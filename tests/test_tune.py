@@ -332,3 +332,24 @@ def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
     rows = read_records(tmp_path).to_pylist()
     final = [(r["study"], r["seed"]) for r in rows if r["phase"] == "final"]
     assert len(final) == len(set(final)) == 4 * 2
+
+
+def test_a_suite_can_run_methods_with_an_estimated_t(tmp_path):
+    from noisebench.sweep import load_suite, sweep
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "est.toml").write_text(
+        'dataset = "digits"\nmethods = ["forward"]\nestimated = ["forward"]\n'
+        "trials = 2\ntune_seeds = 1\nfinal_seeds = 2\n"
+        '[[noise]]\ntype = "pairflip"\nrates = [0.3]\n[train]\nepochs = 3\nhidden = [16]\n'
+    )
+    suite = load_suite("est", tmp_path)
+    assert [c.label() for c in suite.cells()] == [
+        "forward / pairflip 0.3",
+        "forward [estimated T] / pairflip 0.3",
+    ]
+    oracle, estimated = sweep(suite, store=tmp_path)
+    assert oracle.study != estimated.study
+    assert {r["transition_source"] for r in oracle.final} == {"oracle"}
+    assert {r["transition_source"] for r in estimated.final} == {"estimated"}
+    assert all(r["transition_error"] is not None for r in estimated.final)

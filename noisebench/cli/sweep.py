@@ -80,8 +80,9 @@ def sweep(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in r["best_params"].items()
         )
+        estimated = " [estimated T]" if r["transition"] == "estimated" else ""
         table.add_row(
-            r["method"],
+            r["method"] + estimated,
             f"{r['noise_type']} {r['rate']:g}",
             params or "—",
             acc,
