@@ -371,7 +371,13 @@ def test_evaluate_with_an_estimated_transition(tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["spec"]["transition"] == "estimated"
+    assert out["summary"]["transition_error"]["n"] == 2
     rows = read_records(tmp_path).to_pylist()
+    assert [r["transition_error"] for r in out["runs"]] == [
+        r["transition_error"] for r in rows
+    ]
     assert [r["transition_source"] for r in rows] == ["estimated", "estimated"]
     # each member estimated its own T from its own noisy labels
     errors = [r["transition_error"] for r in rows]

@@ -114,6 +114,7 @@ def _as_json(prepared, records, shard: Path | None) -> dict:
             "params": spec.params,
             "dataset": prepared.dataset.name,
             "noise": asdict(spec.noise),
+            "transition": spec.transition,
             "train": asdict(spec.train),
             "seeds": list(spec.seeds),
             "noise_seeds": list(spec.noise_seeds),
@@ -128,7 +129,7 @@ def results_json(records) -> dict:
     """Per-seed metrics and their mean, std and count over the `ok` seeds."""
     from noisebench.leaderboard import summarize
 
-    keys = [m for m, _, _ in SUMMARY]
+    keys = [m for m, _, _ in _summary_rows(records)]
     fields = (
         "seed",
         "noise_seed",
@@ -148,6 +149,13 @@ def results_json(records) -> dict:
     }
 
 
+def _summary_rows(records) -> tuple[tuple[str, str, int], ...]:
+    """SUMMARY, plus the error of T̂ when the runs estimated T."""
+    if records and records[0]["transition_source"] == "estimated":
+        return (*SUMMARY, ("transition_error", "T estimation error ‖T̂−T‖₁/‖T‖₁", 1))
+    return SUMMARY
+
+
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -157,7 +165,8 @@ def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
 
     from noisebench.leaderboard import summarize
 
-    stats = summarize(records, [m for m, _, _ in SUMMARY])
+    rows = _summary_rows(records)
+    stats = summarize(records, [m for m, _, _ in rows])
     realized = sum(r["realized_rate"] for r in records) / len(records)
     params = ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
@@ -167,6 +176,7 @@ def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
         title=(
             f"{spec.method}{f' ({params})' if params else ''} on {dataset}: "
             f"{spec.noise.kind} noise {spec.noise.rate:g} (realized {realized:.3f}), "
+            f"{'estimated T, ' if spec.transition == 'estimated' else ''}"
             f"{spec.train.epochs} epochs, {records[0]['device']}"
         )
     )
@@ -174,7 +184,7 @@ def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
     table.add_column("mean ± std", justify="right")
     for r in records:
         table.add_column(f"seed {r['seed']}", justify="right")
-    for key, name, scale in SUMMARY:
+    for key, name, scale in rows:
         s = stats[key]
         cell = "—" if s.n == 0 else f"{scale * s.mean:.{_digits(scale)}f}"
         if s.n > 1:
