@@ -181,6 +181,8 @@ def postgres_url() -> str:
 def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
     command = [
         sys.executable,
+        "-X",
+        "faulthandler",
         "-m",
         "noisebench.cli",
         "tune",
@@ -214,6 +216,18 @@ def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
     )
 
 
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    """A worker's (stdout, stderr). One that hangs is made to dump every thread's stack
+    (workers run with -X faulthandler) and the test fails with it, rather than leaving
+    a bare TimeoutExpired and a live process behind."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate()
+        pytest.fail(f"worker hung for {timeout} s; its stacks:\n{err[-6000:]}")
+
+
 def kill_one_mid_trial(url: str, store, study_name: str, budget: int):
     """Start two workers, SIGKILL one while both run a trial, let the other finish.
     Returns (the survivor's stdout, whether a trial was left behind by the killed one)."""
@@ -238,7 +252,7 @@ def kill_one_mid_trial(url: str, store, study_name: str, budget: int):
             break
     else:
         pytest.fail("never saw both workers in the middle of a trial")
-    out, err = b.communicate(timeout=300)
+    out, err = finish(b)
     a.wait()
     assert b.returncode == 0, err
     trials = optuna.load_study(study_name=study_name, storage=storage).get_trials()
@@ -310,6 +324,8 @@ def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
     )
     command = [
         sys.executable,
+        "-X",
+        "faulthandler",
         "-m",
         "noisebench.cli",
         "sweep",
@@ -325,7 +341,7 @@ def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
         )
         for _ in range(2)
     ]
-    outputs = [w.communicate(timeout=300) for w in workers]
+    outputs = [finish(w) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
     ran = [sum(c["ran"] for c in json.loads(out)["cells"]) for out, _ in outputs]
     assert sum(ran) == 4  # every cell ran exactly once, in one of the two workers
