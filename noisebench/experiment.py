@@ -386,6 +386,9 @@ def _common_fields(
         "noise_rate": float(spec.noise.rate),
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,
+        "class_map": canonical_json(prepared.dataset.class_map)
+        if spec.noise.kind == "asymmetric"
+        else None,
         "run_seeds": [int(s) for s in spec.seeds],
         "phase": spec.phase,
         "study": spec.study,

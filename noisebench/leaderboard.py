@@ -120,9 +120,9 @@ class Board:
     noise_type: str
     noise_mode: str
     train_config: str
-    transition_sha: (
-        str  # only for user-supplied matrices; "" for the named noise models
-    )
+    # what else defines the noise: T's sha for a user matrix, the class map for
+    # asymmetric noise (its T at each rate follows from it); "" for the others
+    noise_detail: str
     cells: dict[tuple[str, str], dict[float, Cell]] = field(default_factory=dict)
 
     @property
@@ -131,7 +131,7 @@ class Board:
 
     @property
     def slug(self) -> str:
-        identity = f"{self.dataset_sha}{self.train_config}{self.transition_sha}"
+        identity = f"{self.dataset_sha}{self.train_config}{self.noise_detail}"
         setup = hashlib.sha256(identity.encode()).hexdigest()[:8]
         raw = f"{self.dataset}-{self.noise_type}-{self.noise_mode}-{setup}"
         return re.sub(r"[^a-z0-9_.-]+", "_", raw.lower())
@@ -144,14 +144,13 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
         if row["phase"] not in LEADERBOARD_PHASES:
             continue
         # Rows agree on everything but method and noise rate, or they are not comparable.
-        user_t = row["transition_sha"] if row["noise_type"] == "transition" else ""
         key = (
             row["dataset"],
             row["dataset_sha"],
             row["noise_type"],
             row["noise_mode"],
             row["train_config"],
-            user_t,
+            noise_detail(row),
         )
         board = grouped.setdefault(key, Board(*key))
         # Tuned runs pick params per cell, so they share one row per method.
@@ -163,6 +162,18 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
         line = board.cells.setdefault((name, variant), {})
         line.setdefault(row["noise_rate"], Cell()).records.append(row)
     return [grouped[k] for k in sorted(grouped)]
+
+
+def noise_detail(row: dict[str, Any]) -> str:
+    """The part of a run's noise that its type and rate leave open (see Board)."""
+    if row["noise_type"] == "transition":
+        return f"T sha {row['transition_sha'][:8]}"
+    if row["noise_type"] == "asymmetric":
+        if row["class_map"] is None:
+            return "class map not recorded (schema 1)"
+        pairs = json.loads(row["class_map"]).items()
+        return "class map " + ", ".join(f"{a}→{b}" for a, b in pairs)
+    return ""
 
 
 def row_label(method: str, params_json: str) -> str:
@@ -247,8 +258,8 @@ def render_markdown(
         )
         out += [f"## {title}", ""]
         data = f"data sha {board.dataset_sha[:8]}"
-        if board.transition_sha:
-            data += f", T sha {board.transition_sha[:8]}"
+        if board.noise_detail:
+            data += f", {board.noise_detail}"
         out += [f"{md_escape(describe_setup(board.train_config))}; {data}.", ""]
         out += [
             f"Noise: {NOISE_NOTES[board.noise_type]}. Columns: noise rate r.",

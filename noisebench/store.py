@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: class_map
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -50,6 +50,7 @@ SCHEMA = pa.schema(
         ("confusion_sha", _str),  # of the realized clean x noisy count matrix
         ("transition_sha", _str),  # of the nominal T
         ("transition_source", _str),  # oracle | estimated
+        ("class_map", _str),  # asymmetric noise: its class map as JSON; else null
         ("seed", _i64),
         ("noise_seed", _i64),
         ("run_seeds", pa.list_(_i64)),  # all seeds asked for in this configuration
@@ -121,10 +122,24 @@ def read_records(store: str | Path) -> pa.Table:
     tables = []
     for path in shards:
         try:
-            tables.append(pq.read_table(path).select(SCHEMA.names).cast(SCHEMA))
+            tables.append(
+                _upgrade(pq.read_table(path)).select(SCHEMA.names).cast(SCHEMA)
+            )
         except (pa.ArrowInvalid, KeyError, OSError) as err:
             raise UserError(f"unreadable shard {path}: {err}") from None
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+# Columns added since schema 1; older shards read them as null.
+ADDED_COLUMNS = ("class_map",)
+
+
+def _upgrade(table: pa.Table) -> pa.Table:
+    for name in ADDED_COLUMNS:
+        if name not in table.column_names:
+            field = SCHEMA.field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 def ensure_writable(store: str | Path) -> None:

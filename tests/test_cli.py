@@ -393,3 +393,17 @@ def test_evaluate_with_an_estimated_transition(tmp_path):
     assert {
         r["transition_error"] for r in rows if r["transition_source"] == "oracle"
     } == {None}
+
+
+def test_asymmetric_runs_record_their_class_map(tmp_path):
+    for kind in ("asymmetric", "symmetric"):
+        result = invoke(
+            *("evaluate", "--method", "ce", "--noise-type", kind, "--noise", "0.3"),
+            *("--epochs", "1", "--seeds", "1", "--store", str(tmp_path), "--json"),
+        )
+        assert result.exit_code == 0, result.stderr
+    rows = {r["noise_type"]: r for r in read_records(tmp_path).to_pylist()}
+    card_map = load_dataset("digits").class_map
+    recorded = json.loads(rows["asymmetric"]["class_map"])
+    assert {int(k): v for k, v in recorded.items()} == card_map
+    assert rows["symmetric"]["class_map"] is None

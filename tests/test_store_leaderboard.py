@@ -74,6 +74,31 @@ def test_round_trip_keeps_schema_and_values(tmp_path):
     assert table.column("finished_at").to_pylist()[0] == T0
 
 
+def test_shards_of_schema_1_read_their_missing_columns_as_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    from noisebench.store import ADDED_COLUMNS, runs_dir
+
+    old_schema = pa.schema([f for f in SCHEMA if f.name not in ADDED_COLUMNS])
+    rows = [
+        {k: v for k, v in record(seed=s).items() if k in old_schema.names}
+        for s in (0, 1)
+    ]
+    runs_dir(tmp_path).mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=old_schema),
+        runs_dir(tmp_path) / "old.parquet",
+    )
+    write_records([record(seed=2, class_map='{"0":1}')], tmp_path)
+    table = read_records(tmp_path)
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert sorted(table.column("seed").to_pylist()) == [0, 1, 2]
+    by_seed = dict(
+        zip(table.column("seed").to_pylist(), table.column("class_map").to_pylist())
+    )
+    assert by_seed == {0: None, 1: None, 2: '{"0":1}'}
+
+
 def test_rows_that_do_not_fit_the_schema_write_nothing(tmp_path):
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
         write_records([record(seed="not an int")], tmp_path)
@@ -220,3 +245,26 @@ def test_estimated_t_runs_are_their_own_row():
     text = lb.render_markdown(rows)
     assert "| forward | **80.0 ± 0.0** (2) |" in text
     assert "| forward \\[estimated T\\] | 70.0 ± 0.0 (2) |" in text
+
+
+def test_asymmetric_runs_with_different_class_maps_never_share_a_table():
+    def asym(class_map, seed):
+        return record(
+            noise_type="asymmetric",
+            class_map=class_map,
+            config_hash=f"c-{class_map}",
+            seed=seed,
+        )
+
+    rows = [asym('{"2":7,"3":8}', s) for s in (0, 1)]
+    rows += [asym('{"5":6,"6":5}', s) for s in (0, 1)]
+    rows += [asym(None, s) for s in (0, 1)]  # written before schema 2
+    tables = lb.boards(rows)
+    assert sorted(b.noise_detail for b in tables) == [
+        "class map 2→7, 3→8",
+        "class map 5→6, 6→5",
+        "class map not recorded (schema 1)",
+    ]
+    assert all(len(next(iter(b.cells.values()))[0.2].records) == 2 for b in tables)
+    assert len({b.slug for b in tables}) == 3
+    assert "class map 2→7, 3→8" in lb.render_markdown(rows)
