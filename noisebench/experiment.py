@@ -275,8 +275,10 @@ def _estimate_transition(task, config):
     from noisebench import engine
     from noisebench.transition import estimate_transition
 
+    # its own seeds (init, batch order), so the two trainings of a seed are independent
+    seeds = [derive_seed("transition estimator", s) for s in task.seeds]
     estimator = engine.fit(
-        replace(task, x_test=None, y_test=None, transition=None),
+        replace(task, x_test=None, y_test=None, transition=None, seeds=seeds),
         method=get_method("ce"),
         params={},
         config=replace(config, warmup=0.0),
