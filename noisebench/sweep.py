@@ -175,12 +175,7 @@ def sweep(
     study = _open_sweep_study(suite, open_storage(url, heartbeat=heartbeat), len(cells))
     results: dict[int, CellResult] = {}
 
-    def objective(trial: optuna.Trial) -> float:
-        from noisebench.tune import Surplus
-
-        index = trial.user_attrs.get("cell")
-        if index is None:
-            raise Surplus("not a queued cell")
+    def run_cell(index: int) -> None:
         result = tune(specs[index], store=store)
         outcome = CellResult(
             cells[index],
@@ -192,6 +187,14 @@ def sweep(
         results[index] = outcome
         if on_cell is not None:
             on_cell(outcome)
+
+    def objective(trial: optuna.Trial) -> float:
+        from noisebench.tune import Surplus
+
+        index = trial.user_attrs.get("cell")
+        if index is None:
+            raise Surplus("not a queued cell")
+        run_cell(index)
         return 1.0
 
     work(study, objective, len(cells), new_trials=False)
@@ -203,9 +206,13 @@ def sweep(
     if missing:
         raise UserError(f"sweep {suite.name}: cells failed: {', '.join(missing)}")
     # Cells finished by other workers (or an earlier run) are reported from the store.
+    # One whose final records are not in this store (another --store, deleted shards)
+    # is tuned again: its finished study is reused, so only the final runs are redone.
     for i, spec in enumerate(specs):
         if i not in results:
             results[i] = _from_store(cells[i], spec, store)
+        if not results[i].final:
+            run_cell(i)
     return [results[i] for i in range(len(cells))]
 
 

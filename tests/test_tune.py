@@ -369,3 +369,24 @@ def test_a_suite_can_run_methods_with_an_estimated_t(tmp_path):
     assert {r["transition_source"] for r in oracle.final} == {"oracle"}
     assert {r["transition_source"] for r in estimated.final} == {"estimated"}
     assert all(r["transition_error"] is not None for r in estimated.final)
+
+
+def test_a_sweep_redoes_final_runs_missing_from_its_store(tmp_path):
+    """A finished cell whose final records are not in this store (deleted shards, or
+    another --store on the same storage) gets them again, from its finished study."""
+    from noisebench.sweep import load_suite, sweep
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "one.toml").write_text(
+        'dataset = "digits"\nmethods = ["ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
+        '[[noise]]\ntype = "symmetric"\nrates = [0.4]\n[train]\nepochs = 3\nhidden = [16]\n'
+    )
+    suite = load_suite("one", tmp_path)
+    (first,) = sweep(suite, store=tmp_path)
+    for shard in (tmp_path / "runs").glob("*.parquet"):
+        shard.unlink()
+    (again,) = sweep(suite, store=tmp_path, storage=default_storage(tmp_path))
+    assert again.ran and again.study == first.study
+    assert again.best_params == first.best_params
+    assert [r["test_acc"] for r in again.final] == [r["test_acc"] for r in first.final]
+    assert len(read_records(tmp_path)) == 2  # the two final seeds, and no new trials
