@@ -142,7 +142,7 @@ def open_storage(url: str, *, heartbeat: int):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
         try:
-            storage = optuna.storages.RDBStorage(
+            storage = _Storage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
@@ -167,6 +167,40 @@ def open_storage(url: str, *, heartbeat: int):
                 else type(err).__name__
             )
             raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
+
+
+class _Storage(optuna.storages.RDBStorage):
+    """RDBStorage whose stale trials include those of a worker that died before its
+    first heartbeat.
+
+    Optuna takes a trial as stale only once it has a heartbeat gone silent. A worker
+    killed between creating a trial and its heartbeat thread's first beat leaves a trial
+    that is RUNNING for ever, and a study that can never reach its budget. The other
+    workers would wait on it for ever; the two-worker kill test once caught this. Here
+    every worker beats from a trial's first moment, so a trial still without a heartbeat
+    a grace period after it started is dead too.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from datetime import datetime, timedelta
+
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+        from optuna.trial import TrialState
+
+        stale = super()._get_stale_trial_ids(study_id)
+        with _create_scoped_session(self.scoped_session) as session:
+            never_beat = [
+                trial_id
+                for (trial_id,) in session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(~models.TrialModel.heartbeats.any())
+            ]
+        grace = self.grace_period or 2 * self.heartbeat_interval
+        cutoff = datetime.now() - timedelta(seconds=grace)
+        silent = [t for t in never_beat if self.get_trial(t).datetime_start < cutoff]
+        return stale + [t for t in silent if t not in stale]
 
 
 def _serialize_sqlite(engine) -> None:

@@ -390,3 +390,26 @@ def test_a_sweep_redoes_final_runs_missing_from_its_store(tmp_path):
     assert again.best_params == first.best_params
     assert [r["test_acc"] for r in again.final] == [r["test_acc"] for r in first.final]
     assert len(read_records(tmp_path)) == 2  # the two final seeds, and no new trials
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(tmp_path):
+    """Optuna never takes a trial without any heartbeat as stale, so a worker killed
+    between creating a trial and its first beat left the study unable to finish (the
+    survivor of the kill test once waited for ever). Ours does, after the grace period."""
+    import optuna
+    from optuna.trial import TrialState
+
+    url = default_storage(tmp_path)
+    storage = open_storage(url, heartbeat=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study_id = storage.get_study_id_from_name("s")
+    dead = storage.create_new_trial(study_id)  # RUNNING, and it never beats
+    time.sleep(2.5)  # past the 2 s grace period
+    alive = storage.create_new_trial(study_id)  # just started: not stale yet
+    stock = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    assert stock._get_stale_trial_ids(study_id) == []  # upstream: never stale
+    optuna.storages.fail_stale_trials(study)
+    assert storage.get_trial(dead).state == TrialState.FAIL
+    assert storage.get_trial(alive).state == TrialState.RUNNING
+    # and the retry callback queued the dead trial again
+    assert [t.state for t in study.get_trials()].count(TrialState.WAITING) == 1
