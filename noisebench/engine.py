@@ -152,18 +152,22 @@ class MemberLosses:
     by member, each with its own generator, so its randomness stays per member.
     """
 
-    def __init__(self, method: Method, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        method: Method,
+        params: Mapping[str, Any],
+        transition: torch.Tensor | None = None,
+    ) -> None:
         self.method, self.params = method, dict(params)
+        # (S, K, K) when each member has its own T (estimated): vmapped with the rest
+        own = transition is not None and transition.dim() == 3
+        self.own_transitions = transition if own else None
         self.batched: bool | None = None
 
     def _vmapped(self, logits, labels, contexts: list[Context]) -> torch.Tensor:
-        # Under vmap the context has no generator, so a method that needs one fails the
-        # probe. Per-member transition matrices (estimated T) are vmapped with the rest.
+        # Under vmap the context has no generator, so a method that needs one fails the probe.
         shared = replace(contexts[0], generator=None)
-        own_t = contexts[0].transition is not None and any(
-            c.transition is not contexts[0].transition for c in contexts
-        )
-        if not own_t:
+        if self.own_transitions is None:
             return torch.func.vmap(
                 lambda z, y: self.method(z, y, shared, **self.params)
             )(logits, labels)
@@ -171,7 +175,7 @@ class MemberLosses:
             lambda z, y, t: self.method(
                 z, y, replace(shared, transition=t), **self.params
             )
-        )(logits, labels, torch.stack([c.transition for c in contexts]))
+        )(logits, labels, self.own_transitions)
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, contexts: list[Context]
@@ -309,7 +313,7 @@ def _fit_members(
     ]
     warmup_epochs = round(config.warmup * epochs)
     warmup_loss = MemberLosses(get_method("ce"), {})
-    method_loss = MemberLosses(method, params)
+    method_loss = MemberLosses(method, params, task.transition)
     autocast = mixed_precision(device)
 
     val_hist = torch.full((members, epochs), float("nan"), device=device)

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 LEADERBOARD_PHASES = ("evaluate", "final")  # tuning trials never reach the tables
 TUNED = "tuned"  # the row of a method's `noisebench tune` final runs
@@ -123,7 +123,7 @@ class Board:
     # what else defines the noise: T's sha for a user matrix, the class map for
     # asymmetric noise (its T at each rate follows from it); "" for the others
     noise_detail: str
-    cells: dict[tuple[str, str], dict[float, Cell]] = field(default_factory=dict)
+    cells: dict[Line, dict[float, Cell]] = field(default_factory=dict)
 
     @property
     def rates(self) -> list[float]:
@@ -153,13 +153,16 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
             noise_detail(row),
         )
         board = grouped.setdefault(key, Board(*key))
-        # Tuned runs pick params per cell, so they share one row per method.
-        variant = TUNED if row["phase"] == "final" else row["params"]
-        # a method run with an estimated T is a different row from its oracle-T self
-        name = row["method"]
-        if row["transition_source"] == "estimated":
-            name += " [estimated T]"
-        line = board.cells.setdefault((name, variant), {})
+        line = board.cells.setdefault(
+            Line(
+                row["method"],
+                # a method run with an estimated T is not its oracle-T self
+                row["transition_source"] == "estimated",
+                # tuned runs pick params per cell, so they share one row per method
+                TUNED if row["phase"] == "final" else row["params"],
+            ),
+            {},
+        )
         line.setdefault(row["noise_rate"], Cell()).records.append(row)
     return [grouped[k] for k in sorted(grouped)]
 
@@ -176,14 +179,24 @@ def noise_detail(row: dict[str, Any]) -> str:
     return ""
 
 
-def row_label(method: str, params_json: str) -> str:
-    if params_json == TUNED:
-        return f"{method} (tuned)"
-    params = json.loads(params_json)
-    inner = ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
-    return f"{method} ({inner})" if inner else method
+class Line(NamedTuple):
+    """A table row: a method, whether its T was estimated, and its params (or TUNED)."""
+
+    method: str
+    estimated_t: bool
+    params: str
+
+    @property
+    def label(self) -> str:
+        name = self.method + (" [estimated T]" if self.estimated_t else "")
+        if self.params == TUNED:
+            return f"{name} (tuned)"
+        params = json.loads(self.params)
+        inner = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in params.items()
+        )
+        return f"{name} ({inner})" if inner else name
 
 
 def describe_setup(train_config: str) -> str:
@@ -211,8 +224,8 @@ def render_table(board: Board, metric: str) -> list[str]:
         "| method | " + " | ".join(f"{r:g}" for r in rates) + " |",
         "|---|" + "---:|" * len(rates),
     ]
-    for method, params in sorted(board.cells):
-        line = board.cells[(method, params)]
+    for key in sorted(board.cells):
+        line = board.cells[key]
         cells = []
         for rate in rates:
             cell = line.get(rate)
@@ -225,9 +238,7 @@ def render_table(board: Board, metric: str) -> list[str]:
                 and cell.stat(metric).mean == best[rate]
             )
             cells.append(cell.render(metric, bold=is_best))
-        lines.append(
-            f"| {md_escape(row_label(method, params))} | " + " | ".join(cells) + " |"
-        )
+        lines.append(f"| {md_escape(key.label)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -291,16 +302,15 @@ def plot_board(board: Board, path: Path) -> None:
 
     # one colour per method; the line style tells its variants apart (set params,
     # tuned, estimated T), so a dozen rows stay readable
-    methods = sorted({method.split(" [")[0] for method, _ in board.cells})
+    methods = sorted({key.method for key in board.cells})
     colours = plt.get_cmap("tab10")
 
-    def style(method: str, params: str) -> dict[str, Any]:
-        base = method.split(" [")[0]
-        dashed, marker = ("--", "s") if params == TUNED else ("-", "o")
-        if base != method:
+    def style(key: Line) -> dict[str, Any]:
+        dashed, marker = ("--", "s") if key.params == TUNED else ("-", "o")
+        if key.estimated_t:
             dashed, marker = ":", "^"
         return {
-            "color": colours(methods.index(base) % 10),
+            "color": colours(methods.index(key.method) % 10),
             "linestyle": dashed,
             "marker": marker,
         }
@@ -312,8 +322,8 @@ def plot_board(board: Board, path: Path) -> None:
         ("last epoch", "selected by noisy validation"),
         strict=True,
     ):
-        for method, params in sorted(board.cells):
-            line = board.cells[(method, params)]
+        for key in sorted(board.cells):
+            line = board.cells[key]
             rates = [r for r in sorted(line) if line[r].complete]
             if not rates:
                 continue
@@ -323,8 +333,8 @@ def plot_board(board: Board, path: Path) -> None:
                 [100 * s.mean for s in stats],
                 yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
                 capsize=3,
-                label=row_label(method, params),
-                **style(method, params),
+                label=key.label,
+                **style(key),
             )
         ax.set_title(title)
         ax.set_xlabel("noise rate")

@@ -28,10 +28,8 @@ def estimate_transition(
     scores = probs
     if filter_outlier:
         cut = _percentile_higher(probs, ANCHOR_PERCENTILE).unsqueeze(1)
-        kept = probs < cut
-        # a column whose values all tie at the cut keeps them all (nothing else to pick)
-        kept |= ~kept.any(dim=1, keepdim=True)
-        scores = probs.masked_fill(~kept, float("-inf"))
+        # the paper zeroes them; -inf does the same and leaves no doubt
+        scores = probs.masked_fill(probs >= cut, float("-inf"))
     anchors = scores.argmax(dim=1)  # (S, K): the anchor input of each class
     rows = probs.gather(1, anchors.unsqueeze(-1).expand(-1, -1, probs.shape[2]))
     return rows / rows.sum(dim=-1, keepdim=True)

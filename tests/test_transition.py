@@ -63,11 +63,17 @@ def test_exact_anchors_recover_t_exactly(kind):
     np.testing.assert_allclose(got.numpy(), t, atol=1e-6)
 
 
-def test_rows_are_distributions_even_when_a_column_ties_everywhere():
-    eta = torch.full((1, 50, 4), 0.25)  # every value equals the 97th percentile
-    got = estimate_transition(eta)
+def test_a_column_tied_everywhere_picks_what_the_papers_rule_picks():
+    # every value of column 0 equals its 97th percentile, so all are discarded
+    rng = np.random.default_rng(0)
+    eta = rng.dirichlet(np.ones(3), size=40)
+    eta[:, 0] = 0.2
+    eta[:, 1:] *= 0.8 / eta[:, 1:].sum(axis=1, keepdims=True)
+    got = estimate_transition(torch.as_tensor(eta[None]))[0]
     assert torch.isfinite(got).all()
-    torch.testing.assert_close(got.sum(-1), torch.ones(1, 4))
+    np.testing.assert_allclose(
+        got.numpy(), patrini_reference(eta, True), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_estimation_error_is_the_relative_l1_distance():

@@ -145,15 +145,34 @@ def test_trials_must_be_positive():
         spec_for(trials=0)
 
 
+def write_suite(
+    store,
+    name: str,
+    *,
+    methods,
+    rates,
+    noise="symmetric",
+    epochs=3,
+    hidden=16,
+    estimated=(),
+) -> str:
+    """A small suite (2 trials, 1 tuning seed, 2 final seeds) in <store>/suites."""
+    (store / "suites").mkdir(exist_ok=True)
+    (store / "suites" / f"{name}.toml").write_text(
+        f'dataset = "digits"\nmethods = {json.dumps(list(methods))}\n'
+        f"estimated = {json.dumps(list(estimated))}\n"
+        "trials = 2\ntune_seeds = 1\nfinal_seeds = 2\n"
+        f'[[noise]]\ntype = "{noise}"\nrates = {json.dumps(list(rates))}\n'
+        f"[train]\nepochs = {epochs}\nhidden = [{hidden}]\n"
+    )
+    return name
+
+
 def test_sweep_twice_does_no_work_the_second_time(tmp_path):
     from noisebench.sweep import load_suite, sweep
 
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "tiny.toml").write_text(
-        'dataset = "digits"\nmethods = ["ce", "ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
-        '[[noise]]\ntype = "symmetric"\nrates = [0.2, 0.4]\n[train]\nepochs = 3\nhidden = [16]\n'
-    )
-    suite = load_suite("tiny", tmp_path)
+    name = write_suite(tmp_path, "tiny", methods=["ce", "ls"], rates=[0.2, 0.4])
+    suite = load_suite(name, tmp_path)
     first = sweep(suite, store=tmp_path)
     rows = len(read_records(tmp_path))
     second = sweep(suite, store=tmp_path)
@@ -178,47 +197,27 @@ def postgres_url() -> str:
     return url
 
 
-def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-X",
-        "faulthandler",
-        "-m",
-        "noisebench.cli",
-        "tune",
-        "--method",
-        "ls",
-        "--noise",
-        "0.4",
-        "--epochs",
-        "60",
-        "--hidden",
-        "64",
-        "--tune-seeds",
-        "2",
-        "--final-seeds",
-        "1",
-        "--trials",
-        str(trials),
-        "--storage",
-        url,
-        "--study",
-        study,
-        "--heartbeat",
-        "1",
-        "--no-prune",
-        "--store",
-        str(store),
-        "--json",
-    ]
+def spawn(*args: str) -> subprocess.Popen:
+    """`noisebench ARGS` in a subprocess, with -X faulthandler so that `finish` can make
+    a hung one show its stacks."""
+    command = [sys.executable, "-X", "faulthandler", "-m", "noisebench.cli", *args]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
+def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
+    return spawn(
+        *("tune", "--method", "ls", "--noise", "0.4", "--epochs", "60"),
+        *("--hidden", "64", "--tune-seeds", "2", "--final-seeds", "1"),
+        *("--trials", str(trials), "--storage", url, "--study", study),
+        *("--heartbeat", "1", "--no-prune", "--store", str(store), "--json"),
+    )
+
+
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
     """A worker's (stdout, stderr). One that hangs is made to dump every thread's stack
-    (workers run with -X faulthandler) and the test fails with it, rather than leaving
+    (see `spawn`) and the test fails with it, rather than leaving
     a bare TimeoutExpired and a live process behind."""
     try:
         return proc.communicate(timeout=timeout)
@@ -317,28 +316,11 @@ def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "pair.toml").write_text(
-        'dataset = "digits"\nmethods = ["ce", "ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
-        '[[noise]]\ntype = "symmetric"\nrates = [0.2, 0.4]\n[train]\nepochs = 20\nhidden = [32]\n'
+    name = write_suite(
+        tmp_path, "pair", methods=["ce", "ls"], rates=[0.2, 0.4], epochs=20, hidden=32
     )
-    command = [
-        sys.executable,
-        "-X",
-        "faulthandler",
-        "-m",
-        "noisebench.cli",
-        "sweep",
-        "--suite",
-        "pair",
-        "--store",
-        str(tmp_path),
-        "--json",
-    ]
     workers = [
-        subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        spawn("sweep", "--suite", name, "--store", str(tmp_path), "--json")
         for _ in range(2)
     ]
     outputs = [finish(w) for w in workers]
@@ -353,13 +335,15 @@ def test_two_sweep_workers_split_the_cells_without_running_one_twice(tmp_path):
 def test_a_suite_can_run_methods_with_an_estimated_t(tmp_path):
     from noisebench.sweep import load_suite, sweep
 
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "est.toml").write_text(
-        'dataset = "digits"\nmethods = ["forward"]\nestimated = ["forward"]\n'
-        "trials = 2\ntune_seeds = 1\nfinal_seeds = 2\n"
-        '[[noise]]\ntype = "pairflip"\nrates = [0.3]\n[train]\nepochs = 3\nhidden = [16]\n'
+    name = write_suite(
+        tmp_path,
+        "est",
+        methods=["forward"],
+        estimated=["forward"],
+        noise="pairflip",
+        rates=[0.3],
     )
-    suite = load_suite("est", tmp_path)
+    suite = load_suite(name, tmp_path)
     assert [c.label() for c in suite.cells()] == [
         "forward / pairflip 0.3",
         "forward [estimated T] / pairflip 0.3",
@@ -376,12 +360,9 @@ def test_a_sweep_redoes_final_runs_missing_from_its_store(tmp_path):
     another --store on the same storage) gets them again, from its finished study."""
     from noisebench.sweep import load_suite, sweep
 
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "one.toml").write_text(
-        'dataset = "digits"\nmethods = ["ls"]\ntrials = 2\ntune_seeds = 1\nfinal_seeds = 2\n'
-        '[[noise]]\ntype = "symmetric"\nrates = [0.4]\n[train]\nepochs = 3\nhidden = [16]\n'
+    suite = load_suite(
+        write_suite(tmp_path, "one", methods=["ls"], rates=[0.4]), tmp_path
     )
-    suite = load_suite("one", tmp_path)
     (first,) = sweep(suite, store=tmp_path)
     for shard in (tmp_path / "runs").glob("*.parquet"):
         shard.unlink()

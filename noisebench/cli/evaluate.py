@@ -74,29 +74,11 @@ def evaluate(
 
 
 def _train_with_progress(prepared, quiet: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from noisebench.experiment import run
 
     spec = prepared.spec
-    console = options.stderr_console()
     label = f"{spec.method} on {prepared.dataset.name}, {spec.noise.kind} {spec.noise.rate:g}, {len(spec.seeds)} seeds"
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,
-    ) as progress:
+    with options.progress("epochs", quiet=quiet) as progress:
         task = progress.add_task(label, total=spec.train.epochs)
         return run(
             prepared, on_epoch=lambda epoch, _: progress.update(task, completed=epoch)

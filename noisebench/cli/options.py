@@ -89,6 +89,30 @@ def stderr_console():
     return Console(stderr=True)
 
 
+def progress(unit: str, *, quiet: bool):
+    """A transient progress bar on stderr ("<description> ━━━ 3/20 <unit> 0:00:04"),
+    off with --json and when stderr is not a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    console = stderr_console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )
+
+
 Method = Annotated[
     str,
     typer.Option("--method", help="A registered method (see `noisebench methods`)."),

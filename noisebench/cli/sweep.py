@@ -26,14 +26,6 @@ def sweep(
     as_json: options.Json = False,
 ) -> None:
     """Tune and run every method x noise cell of a suite; skip cells already done."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from noisebench.store import default_store, ensure_writable
     from noisebench.sweep import describe, load_suite
     from noisebench.sweep import sweep as run_sweep
@@ -41,18 +33,8 @@ def sweep(
     store = store or default_store()
     ensure_writable(store)
     plan = load_suite(suite, store)
-    console = options.stderr_console()
-    with Progress(
-        TextColumn("sweep {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cells"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=as_json or not console.is_terminal,
-    ) as progress:
-        task = progress.add_task(plan.name, total=len(plan.cells()))
+    with options.progress("cells", quiet=as_json) as progress:
+        task = progress.add_task(f"sweep {plan.name}", total=len(plan.cells()))
         results = run_sweep(
             plan,
             store=store,

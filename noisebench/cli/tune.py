@@ -96,28 +96,10 @@ def tune(
 
 
 def _with_progress(spec, store, workers: int, *, quiet: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from noisebench.tune import tune as run_tune
 
-    console = options.stderr_console()
-    with Progress(
-        TextColumn("tuning {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("trials"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,
-    ) as progress:
-        task = progress.add_task(spec.base.method, total=spec.trials)
+    with options.progress("trials", quiet=quiet) as progress:
+        task = progress.add_task(f"tuning {spec.base.method}", total=spec.trials)
         return run_tune(
             spec,
             store=store,
