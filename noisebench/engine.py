@@ -19,57 +19,11 @@ from typing import Any
 
 import torch
 
+from noisebench.config import TrainConfig
 from noisebench.errors import UserError
 from noisebench.models import build_model
 from noisebench.optim import SGD, Adam, StackedOptimizer
 from noisebench.registry import Context, Method, get_method
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyperparameters. Dataset cards set defaults; the CLI can override them."""
-
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256)
-    epochs: int = 100
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    # the share of the (noisy) training pool held out for model selection
-    val_fraction: float = 0.1
-    # the fraction of epochs trained with plain CE before the method's loss
-    warmup: float = 0.0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (
-                self.weight_decay >= 0,
-                f"weight decay must be >= 0, got {self.weight_decay}",
-            ),
-            (
-                0 < self.val_fraction < 1,
-                f"val fraction must lie in (0, 1), got {self.val_fraction}",
-            ),
-            (0 <= self.warmup < 1, f"warmup must lie in [0, 1), got {self.warmup}"),
-            (
-                self.optimizer in OPTIMIZERS,
-                f"unknown optimizer '{self.optimizer}'; choose from: {', '.join(OPTIMIZERS)}",
-            ),
-            (
-                all(h >= 1 for h in self.hidden),
-                f"hidden sizes must be >= 1, got {self.hidden}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
 
 
 @dataclass

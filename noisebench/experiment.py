@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from noisebench.config import TrainConfig
 from noisebench.data import Card, Dataset, load_dataset, resolve_card, stratified_split
 from noisebench.errors import UserError, unknown
 from noisebench.noise import NoiseSpec, confusion, corrupt, matrix_sha, realized_rate
@@ -34,9 +35,7 @@ class RunSpec:
     params: dict[str, Any]
     dataset: str
     noise: NoiseSpec
-    train: (
-        Any  # engine.TrainConfig (kept untyped here so the CLI's help stays torch-free)
-    )
+    train: TrainConfig
     seeds: tuple[int, ...] = (0, 1, 2)
     noise_seeds: tuple[int, ...] | None = None  # default: the training seeds
     device: str = "auto"
@@ -64,18 +63,11 @@ TRANSITION_SOURCES = ("oracle", "estimated")
 
 
 def train_config_for(card: Card, **overrides: Any):
-    """The card's training defaults with the non-None `overrides` applied."""
-    from noisebench.engine import TrainConfig
+    """The card's training defaults with the non-None `overrides` applied, validated."""
+    from noisebench.config import TrainConfig
 
     values = {**card.train, **{k: v for k, v in overrides.items() if v is not None}}
-    unknown_keys = set(values) - set(TrainConfig.__dataclass_fields__)
-    if unknown_keys:
-        raise UserError(
-            f"dataset card {card.origin}: unknown [train] keys {sorted(unknown_keys)}"
-        )
-    if "hidden" in values:
-        values["hidden"] = tuple(int(h) for h in values["hidden"])
-    return TrainConfig(**values)
+    return TrainConfig.from_mapping(values, where=f"dataset {card.name}")
 
 
 def prepare(spec: RunSpec) -> Prepared:

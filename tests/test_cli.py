@@ -120,7 +120,7 @@ BAD_INPUT = [
         "not identifiable",
     ),
     (["--method", "ls", "--dataset", "missing.parquet"], "data file not found"),
-    (["--method", "ls", "--epochs", "0"], "epochs must be >= 1"),
+    (["--method", "ls", "--epochs", "0"], "epochs must lie in [1, 100000], got 0"),
     (["--method", "ls", "--seeds", "0"], "--seeds must be >= 1"),
     (["--method", "ls", "--hidden", "a,b"], "--hidden expects"),
     (["--method", "ls", "--device", "tpu"], "unknown device 'tpu'"),
