@@ -142,24 +142,85 @@ class MemberLosses:
             except Exception:  # noqa: BLE001 - any failure means: run member by member
                 self.batched = False
         if self.batched:
-            return self._vmapped(logits, labels, contexts)
-        return torch.stack(
-            [
-                self.method(logits[s], labels[s], ctx, **self.params)
-                for s, ctx in enumerate(contexts)
-            ]
+            losses = self._vmapped(logits, labels, contexts)
+        else:
+            losses = torch.stack(
+                [
+                    self.method(logits[s], labels[s], ctx, **self.params)
+                    for s, ctx in enumerate(contexts)
+                ]
+            )
+        if losses.shape != (len(contexts),):  # shapes are static: no host sync
+            raise UserError(
+                f"{describe(self.method)} returned a loss of shape "
+                f"{tuple(losses.shape[1:])} per member; a method returns a scalar"
+            )
+        return losses
+
+
+def describe(method: Method) -> str:
+    """'method NAME (where it comes from)', for messages."""
+    from noisebench.registry import METHODS
+
+    where = METHODS.origin(method.name) if method.name in METHODS else method.origin
+    return f"method '{method.name}' ({where})"
+
+
+def probe_loss(
+    method: Method,
+    params: Mapping[str, Any],
+    *,
+    num_classes: int,
+    transition: torch.Tensor | None = None,
+) -> None:
+    """Call the loss once on a small random batch and refuse, before any training, a
+    method that raises, returns anything but a finite scalar tensor, or no gradient."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, num_classes, generator=generator, requires_grad=True)
+    labels = torch.randint(num_classes, (8,), generator=generator)
+    ctx = Context(
+        num_classes=num_classes,
+        transition=transition,
+        generator=torch.Generator().manual_seed(0),
+    )
+    name = describe(method)
+    try:
+        loss = method(logits, labels, ctx, **params)
+    except Exception as err:  # noqa: BLE001 - any failure of a plugin is reported as its own
+        raise UserError(
+            f"{name} raised {type(err).__name__} on a probe batch: {err}"
+        ) from None
+    if not isinstance(loss, torch.Tensor) or loss.shape != ():
+        got = (
+            tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         )
+        raise UserError(
+            f"{name} returned {got} on a probe batch; a method returns a scalar tensor"
+        )
+    if not torch.isfinite(loss):
+        raise UserError(
+            f"{name} returned a non-finite loss ({float(loss)}) on a probe batch"
+        )
+    if not loss.requires_grad:
+        raise UserError(f"{name} returned a loss with no gradient on a probe batch")
 
 
 def bytes_per_member(task: Task, config: TrainConfig) -> int:
+    samples = max(task.x.shape[0], 0 if task.x_test is None else task.x_test.shape[0])
+    return member_bytes(task.x.shape[1], task.num_classes, samples, config)
+
+
+def member_bytes(
+    in_features: int, num_classes: int, samples: int, config: TrainConfig
+) -> int:
     """A generous estimate of one member's memory: parameters with gradients and Adam
     state (5 copies), training activations (3 per unit), and evaluation activations."""
-    sizes = [task.x.shape[1], *config.hidden, task.num_classes]
+    sizes = [in_features, *config.hidden, num_classes]
     params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     units = sum(sizes[1:])
     widest = max(sizes[1:])
-    samples = max(task.x.shape[0], 0 if task.x_test is None else task.x_test.shape[0])
-    return 4 * (5 * params + 3 * config.batch_size * units + 2 * samples * widest)
+    batch = min(config.batch_size, samples)
+    return 4 * (5 * params + 3 * batch * units + 2 * samples * widest)
 
 
 def available_bytes(device: torch.device) -> int:

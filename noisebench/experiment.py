@@ -58,6 +58,21 @@ class Prepared:
     train_idx: np.ndarray  # (S, n_train)
     val_idx: np.ndarray  # (S, n_val)
 
+    def members(self, keep: list[int]) -> Prepared:
+        """The same configuration for the seeds at positions `keep` only."""
+        spec = replace(
+            self.spec,
+            seeds=tuple(self.spec.seeds[i] for i in keep),
+            noise_seeds=tuple(self.spec.noise_seeds[i] for i in keep),
+        )
+        return replace(
+            self,
+            spec=spec,
+            noisy=self.noisy[keep],
+            train_idx=self.train_idx[keep],
+            val_idx=self.val_idx[keep],
+        )
+
 
 TRANSITION_SOURCES = ("oracle", "estimated")
 
@@ -87,6 +102,8 @@ def prepare(spec: RunSpec) -> Prepared:
         raise UserError("give as many noise seeds as seeds")
     dataset = load_dataset(resolve_card(spec.dataset))
     t = spec.noise.matrix(dataset.num_classes, dataset.class_map)
+    _probe(method, params, dataset.num_classes, t)
+    check_size(spec, dataset)
     noise = spec.noise
     if noise.kind == "transition":  # its nominal rate is the mean flip probability of T
         noise = replace(noise, rate=round(float(1 - np.diag(t).mean()), 6))
@@ -104,6 +121,46 @@ def prepare(spec: RunSpec) -> Prepared:
         train_idx=train_idx,
         val_idx=val_idx,
     )
+
+
+def check_size(spec: RunSpec, dataset: Dataset) -> None:
+    """Refuse, before allocating anything, a run bigger than this machine: the seeds'
+    noisy labels, splits, curves and logits on the host, and one member on the device
+    (members beyond what fits are trained in turns, so one must fit)."""
+    import torch
+
+    from noisebench import engine
+
+    s, n, m = len(spec.seeds), len(dataset.y), len(dataset.y_test)
+    k, epochs = dataset.num_classes, spec.train.epochs
+    host = s * (3 * 8 * n + 4 * (2 * n + m) * k + 8 * epochs)
+    member = engine.member_bytes(dataset.x.shape[1], k, max(n, m), spec.train)
+    device = engine.resolve_device(spec.device)
+    for need, place, what in (
+        (host, torch.device("cpu"), f"{s} seeds' labels, splits and outputs"),
+        (member, device, "one member (model, optimizer state, activations)"),
+    ):
+        have = engine.available_bytes(place)
+        if need > have:
+            raise UserError(
+                f"this run needs about {_gb(need)} of {place.type} memory for {what}, "
+                f"more than the {_gb(have)} available; use fewer --seeds, fewer "
+                "--epochs or a smaller --hidden"
+            )
+
+
+def _gb(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**28 else f"{size / 2**20:.0f} MiB"
+
+
+def _probe(method: Method, params: dict[str, Any], num_classes: int, t) -> None:
+    import torch
+
+    from noisebench.engine import probe_loss
+
+    needs_t = "transition" in method.requires
+    transition = torch.as_tensor(t, dtype=torch.float32) if needs_t else None
+    probe_loss(method, params, num_classes=num_classes, transition=transition)
 
 
 def draw_noise(
@@ -339,6 +396,9 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
     return {
         "method": spec.method,
         "method_version": prepared.method.version,
+        # a plugin's records never stand for a built-in's, nor old code's for new code's
+        "method_origin": prepared.method.origin,
+        "method_sha": prepared.method.source_sha,
         "params": spec.params,
         "dataset": prepared.dataset.name,
         "dataset_sha": prepared.dataset.sha,
@@ -350,6 +410,32 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
         },
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,
+    }
+
+
+def config_hash(prepared: Prepared) -> str:
+    return _sha(config_identity(prepared))
+
+
+def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, Any]]:
+    """This configuration's finished records already in the store, by seed: the newest
+    per seed, of the same phase and noise seed, `ok` or `diverged` (a run that failed
+    is not finished work)."""
+    from noisebench.leaderboard import dedupe
+    from noisebench.store import read_records, runs_dir
+
+    if not runs_dir(store).is_dir():
+        return {}
+    spec, key = prepared.spec, config_hash(prepared)
+    noise_seed_of = dict(zip(spec.seeds, spec.noise_seeds, strict=True))
+    table = read_records(store)
+    mine = table.filter(np.asarray(table.column("config_hash")) == key)
+    return {
+        r["seed"]: r
+        for r in dedupe(mine.to_pylist())
+        if r["phase"] == spec.phase
+        and r["status"] in ("ok", "diverged")
+        and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
     }
 
 
@@ -365,9 +451,11 @@ def _common_fields(
     members = len(spec.seeds)
     return {
         "schema_version": SCHEMA_VERSION,
-        "config_hash": _sha(config_identity(prepared)),
+        "config_hash": config_hash(prepared),
         "method": spec.method,
         "method_version": prepared.method.version,
+        "method_origin": prepared.method.origin,
+        "method_sha": prepared.method.source_sha,
         "params": canonical_json(spec.params),
         "params_hash": _sha(spec.params),
         "dataset": prepared.dataset.name,

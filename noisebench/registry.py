@@ -7,10 +7,13 @@ files `methods/*.py` (loaded by path); third-party packages add more through the
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib.util
 import inspect
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -53,6 +56,10 @@ class Registry(Generic[T]):
             )
         self._entries[name] = entry
         self._origins[name] = origin
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+        self._origins.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -100,6 +107,12 @@ class Method:
     paper: str
     version: int
     summary: str
+    # where it comes from, as records store it: "builtin" (a file in methods/),
+    # "entry-point:<distribution>", or the source file of a direct registration
+    origin: str = "builtin"
+    # a hash of its module's syntax tree (comments, formatting and docstrings left
+    # out): records made by other code are never mistaken for this method's
+    source_sha: str | None = None
 
     def __call__(self, logits, labels, ctx: Context, **params: Any):
         return self.fn(logits, labels, ctx, **params)
@@ -182,7 +195,9 @@ def register_method(
     """
 
     def decorate(fn: Callable[..., Any]) -> Method:
-        origin = inspect.getsourcefile(fn) or fn.__module__
+        source = inspect.getsourcefile(fn) or fn.__module__
+        loading = _loading[-1] if _loading else None
+        origin = source if loading is None else loading.where
         space = {k: as_distribution(d) for k, d in search_space.items()}
         kwonly = [
             p.name
@@ -219,6 +234,8 @@ def register_method(
             paper=paper,
             version=int(version),
             summary=summary or (doc.strip().splitlines() or [""])[0],
+            origin=str(source) if loading is None else loading.origin,
+            source_sha=source_sha(fn),
         )
         for key, value in method.defaults.items():
             try:
@@ -232,10 +249,41 @@ def register_method(
                     f"method '{name}' ({origin}): default {key}={value!r} lies outside its "
                     f"search space {space[key].describe()}"
                 )
-        METHODS.register(name, method, origin=origin)
+        if loading is not None:  # committed by discovery once the whole file loaded
+            loading.pending.append(method)
+        else:
+            discover()  # built-in names are taken first, whoever registers
+            if name in _CONTESTED:
+                raise RegistryError(_CONTESTED[name])
+            METHODS.register(name, method, origin=origin)
         return method
 
     return decorate
+
+
+def source_sha(fn: Callable[..., Any]) -> str | None:
+    """A short hash of the syntax tree of the module that defines `fn` (of `fn` alone
+    when the module's source cannot be read). Comments, formatting and docstrings do not
+    count: they cannot change a number."""
+    try:
+        tree = ast.parse(Path(inspect.getsourcefile(fn) or "").read_text())
+    except (OSError, TypeError, SyntaxError, ValueError):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError):
+            return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    dump = ast.dump(tree, include_attributes=False)
+    return hashlib.sha256(dump.encode()).hexdigest()[:16]
 
 
 def builtin_dir(kind: str) -> Path:
@@ -256,24 +304,94 @@ def _load_file(path: Path) -> None:
         raise
 
 
+@dataclass
+class _Loading:
+    """One plugin being loaded: its registrations wait until all of it has loaded."""
+
+    origin: str  # what records store
+    where: str  # what messages name: a file, or an entry point and its distribution
+    expected: str | None = (
+        None  # a built-in file registers the method it is named after
+    )
+    pending: list[Method] = field(default_factory=list)
+
+
+_loading: list[_Loading] = []
+# name -> why nobody gets it: two plugins registered it, and neither is chosen
+_CONTESTED: dict[str, str] = {}
+
+
+def _load(loading: _Loading, load: Callable[[], Any], reserved: set[str]) -> None:
+    """Run `load`, then commit its registrations all at once, or none and an error."""
+    _loading.append(loading)
+    try:
+        load()
+    except Exception as err:  # noqa: BLE001 - a broken plugin must not take the harness down
+        _LOAD_ERRORS[loading.where] = f"{type(err).__name__}: {err}"
+        return
+    finally:
+        _loading.pop()
+    names = [m.name for m in loading.pending]
+    problem = None
+    if loading.expected is not None and names != [loading.expected]:
+        problem = (
+            f"registers {', '.join(map(repr, names)) or 'no method'}, but a file in "
+            f"methods/ registers exactly the method it is named after ('{loading.expected}')"
+        )
+    elif loading.expected is None and set(names) & reserved:
+        taken = sorted(set(names) & reserved)
+        problem = (
+            f"registers {', '.join(map(repr, taken))}: built-in names are reserved, "
+            "so the plugin is not used; rename its method"
+        )
+    if problem:
+        _LOAD_ERRORS[loading.where] = f"RegistryError: {problem}"
+        return
+    for method in loading.pending:
+        _commit(method, loading.where)
+
+
+def _commit(method: Method, where: str) -> None:
+    name = method.name
+    if name in _CONTESTED or name in METHODS:
+        first = _CONTESTED.get(name) or METHODS.origin(name)
+        METHODS.unregister(name)
+        message = (
+            f"method '{name}' is registered by {first} and by {where}; "
+            "neither is used until one is renamed or uninstalled"
+        )
+        _CONTESTED[name] = message
+        _LOAD_ERRORS[where] = f"RegistryError: {message}"
+        return
+    try:
+        METHODS.register(name, method, origin=where)
+    except RegistryError as err:
+        _LOAD_ERRORS[where] = f"RegistryError: {err}"
+
+
 def discover() -> None:
-    """Load built-in method files and entry-point plugins, once. Failures are kept, not raised."""
+    """Load built-in method files, then entry-point plugins, once. A plugin that fails
+    to load, or that registers a taken name, is kept as an error, never raised: every
+    other method still lists and runs."""
     global _discovered
     if _discovered:
         return
     _discovered = True
-    for path in sorted(builtin_dir("methods").glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        try:
-            _load_file(path)
-        except Exception as err:  # noqa: BLE001 - a broken plugin must not take the harness down
-            _LOAD_ERRORS[str(path)] = f"{type(err).__name__}: {err}"
+    files = [
+        p
+        for p in sorted(builtin_dir("methods").glob("*.py"))
+        if not p.name.startswith("_")
+    ]
+    reserved = {p.stem for p in files}
+    for path in files:
+        loading = _Loading("builtin", str(path), expected=path.stem)
+        _load(loading, lambda path=path: _load_file(path), reserved)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as err:  # noqa: BLE001 - shown by `noisebench methods` instead
-            _LOAD_ERRORS[f"{ep.name} ({ep.value})"] = f"{type(err).__name__}: {err}"
+        dist = ep.dist.name if getattr(ep, "dist", None) else ep.module
+        loading = _Loading(
+            f"entry-point:{dist}", f"entry point {ep.name} = {ep.value} ({dist})"
+        )
+        _load(loading, ep.load, reserved)
 
 
 def load_errors() -> dict[str, str]:
@@ -282,8 +400,45 @@ def load_errors() -> dict[str, str]:
     return dict(_LOAD_ERRORS)
 
 
+def unloaded_local_files() -> list[str]:
+    """Why the files in ./methods/ are not what runs, when this noisebench is installed
+    from a wheel (which carries its own copy of the built-in methods)."""
+    local, installed = Path.cwd() / "methods", builtin_dir("methods")
+    if not local.is_dir() or local.resolve() == installed.resolve():
+        return []
+    fix = (
+        f"this noisebench is installed (not editable) and loads its methods from "
+        f"{installed}; `pip install -e .` loads ./methods/, or register the method "
+        "through the noisebench.methods entry-point group"
+    )
+    notes = []
+    for path in sorted(local.glob("*.py")):
+        copy = installed / path.name
+        if path.name.startswith("_"):
+            continue
+        if not copy.is_file():
+            notes.append(f"methods/{path.name} is not loaded: {fix}")
+        elif copy.read_bytes() != path.read_bytes():
+            notes.append(f"methods/{path.name} differs from the installed copy: {fix}")
+    return notes
+
+
 def get_method(name: str) -> Method:
     discover()
+    if name in METHODS:
+        return METHODS.get(name)
+    if name in _CONTESTED:
+        raise UserError(_CONTESTED[name])
+    failed = [
+        f"{where}: {error}"
+        for where, error in _LOAD_ERRORS.items()
+        if Path(where).stem == name
+    ]
+    if failed:
+        raise UserError(f"method '{name}' failed to load: {failed[0]}")
+    notes = [n for n in unloaded_local_files() if n.startswith(f"methods/{name}.py ")]
+    if notes:
+        raise UserError(f"unknown method '{name}': {notes[0]}")
     return METHODS.get(name)
 
 

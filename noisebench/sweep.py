@@ -69,13 +69,25 @@ class Suite:
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:10]
 
 
+def builtin_suites() -> Path:
+    """The suites that ship with noisebench: inside the wheel when installed, else the
+    source checkout's leaderboard/suites."""
+    packaged = Path(__file__).parent / "_builtin" / "suites"
+    return (
+        packaged
+        if packaged.is_dir()
+        else Path(__file__).parent.parent / "leaderboard" / "suites"
+    )
+
+
 def find_suite(name: str, store: Path) -> Path:
-    """A .toml path, or a name looked up in <store>/suites and ./leaderboard/suites."""
+    """A .toml path, or a name looked up in <store>/suites, ./leaderboard/suites and
+    the suites that ship with noisebench."""
     if name.endswith(".toml"):
         if not Path(name).is_file():
             raise UserError(f"suite file not found: {name}")
         return Path(name)
-    places = [Path(store) / "suites", Path("leaderboard") / "suites"]
+    places = [Path(store) / "suites", Path("leaderboard") / "suites", builtin_suites()]
     for folder in places:
         if (folder / f"{name}.toml").is_file():
             return folder / f"{name}.toml"
@@ -162,7 +174,7 @@ def sweep(
     """Work on the suite's cells until none is left; return the results of every cell."""
     import optuna
 
-    from noisebench.tune import default_storage, open_storage, tune, work
+    from noisebench.tune import Surplus, default_storage, open_storage, tune, work
 
     url = storage or default_storage(store)
     cells = suite.cells()
@@ -172,7 +184,13 @@ def sweep(
     ]
     for spec in specs:  # data, noise and params of every cell, before any training
         _validate(spec)
-    study = _open_sweep_study(suite, open_storage(url, heartbeat=heartbeat), len(cells))
+    from noisebench.store import ensure_writable
+
+    ensure_writable(store)
+    # A killed worker is not a failed cell: its cell is queued again however often.
+    storage = open_storage(url, heartbeat=heartbeat, max_retry=None)
+    study = _open_sweep_study(suite, storage, len(cells))
+    _requeue_unfinished(study, len(cells))
     results: dict[int, CellResult] = {}
 
     def run_cell(index: int) -> None:
@@ -189,22 +207,29 @@ def sweep(
             on_cell(outcome)
 
     def objective(trial: optuna.Trial) -> float:
-        from noisebench.tune import Surplus
-
         index = trial.user_attrs.get("cell")
         if index is None:
             raise Surplus("not a queued cell")
-        run_cell(index)
+        try:
+            run_cell(index)
+        except Exception as err:
+            trial.set_user_attr(
+                "error", " ".join(f"{type(err).__name__}: {err}".split())
+            )
+            raise CellFailed(str(err)) from err
         return 1.0
 
-    work(study, objective, len(cells), new_trials=False)
-    missing = [
-        c.label()
+    work(study, objective, len(cells), new_trials=False, catch=(CellFailed,))
+    failed = [
+        f"{c.label()} ({_last_error(study, i)})"
         for i, c in enumerate(cells)
         if i not in results and not _done(study, i)
     ]
-    if missing:
-        raise UserError(f"sweep {suite.name}: cells failed: {', '.join(missing)}")
+    if failed:
+        raise UserError(
+            f"sweep {suite.name}: cells failed: {'; '.join(failed)}; "
+            "the same command retries them"
+        )
     # Cells finished by other workers (or an earlier run) are reported from the store.
     # One whose final records are not in this store (another --store, deleted shards)
     # is tuned again: its finished study is reused, so only the final runs are redone.
@@ -244,6 +269,36 @@ def _open_sweep_study(suite: Suite, storage, n_cells: int):
         study.enqueue_trial({}, user_attrs={"cell": index})
     study.set_user_attr("cells", n_cells)  # last: joiners wait for it
     return study
+
+
+class CellFailed(Exception):
+    """A cell whose work raised; its trial keeps the reason."""
+
+
+def _requeue_unfinished(study, n_cells: int) -> None:
+    """Queue again every cell with no finished, queued or running trial: the cells of
+    an earlier run that failed, or whose worker died. Every run of the command can
+    finish the sweep."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+    covered = {
+        t.user_attrs.get("cell")
+        for t in study.get_trials(deepcopy=False)
+        if t.state in live
+    }
+    for index in range(n_cells):
+        if index not in covered:
+            study.enqueue_trial({}, user_attrs={"cell": index})
+
+
+def _last_error(study, index: int) -> str:
+    errors = [
+        t.user_attrs["error"]
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("cell") == index and "error" in t.user_attrs
+    ]
+    return errors[-1] if errors else "its worker stopped"
 
 
 def _done(study, index: int) -> bool:

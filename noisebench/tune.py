@@ -40,6 +40,10 @@ class TuneSpec:
     trials: int = 20
     tune_seeds: int = 2
     final_seeds: int = 5
+    first_seed: int = 0  # final seeds are first_seed, first_seed + 1, ...
+    noise_seed: int | None = (
+        None  # one noise realization for every run (default: per seed)
+    )
     storage: str | None = None  # None: sqlite file in the store
     study: str | None = None  # None: derived from the spec
     timeout: float | None = None
@@ -54,6 +58,24 @@ class TuneSpec:
             raise UserError("--tune-seeds and --final-seeds must be >= 1")
         if self.heartbeat < 1:
             raise UserError(f"--heartbeat must be >= 1 second, got {self.heartbeat}")
+        overlap = set(self.final_seed_range) & set(self.tune_seed_range)
+        if overlap:
+            raise UserError(
+                f"final seeds {min(overlap)}.. overlap the tuning seeds "
+                f"{TUNE_SEED_OFFSET}..{TUNE_SEED_OFFSET + self.tune_seeds - 1}: the "
+                "result must come from seeds the search never saw"
+            )
+
+    @property
+    def tune_seed_range(self) -> tuple[int, ...]:
+        return tuple(TUNE_SEED_OFFSET + i for i in range(self.tune_seeds))
+
+    @property
+    def final_seed_range(self) -> tuple[int, ...]:
+        return tuple(range(self.first_seed, self.first_seed + self.final_seeds))
+
+    def noise_seeds(self, n: int) -> tuple[int, ...] | None:
+        return None if self.noise_seed is None else (self.noise_seed,) * n
 
 
 @dataclass
@@ -69,8 +91,15 @@ class TuneResult:
 
 def tuning_run(spec: TuneSpec) -> Prepared:
     """The data and noise of the tuning seeds, validated, ready for trials."""
-    seeds = tuple(TUNE_SEED_OFFSET + i for i in range(spec.tune_seeds))
-    return prepare(replace(spec.base, seeds=seeds, noise_seeds=None, phase="tune"))
+    seeds = spec.tune_seed_range
+    return prepare(
+        replace(
+            spec.base,
+            seeds=seeds,
+            noise_seeds=spec.noise_seeds(len(seeds)),
+            phase="tune",
+        )
+    )
 
 
 def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
@@ -80,6 +109,8 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
     return {
         "method": prepared.method.name,
         "method_version": prepared.method.version,
+        "method_origin": prepared.method.origin,
+        "method_sha": prepared.method.source_sha,
         "pinned": spec.base.params,
         "dataset": prepared.dataset.name,
         "dataset_sha": prepared.dataset.sha,
@@ -97,6 +128,8 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
         ),
         "train": asdict(spec.base.train),
         "tune_seeds": spec.tune_seeds,
+        # only when fixed, so that the studies of per-seed noise keep their names
+        **({"noise_seed": spec.noise_seed} if spec.noise_seed is not None else {}),
         "objective": "mean best noisy-validation accuracy",
     }
 
@@ -113,25 +146,30 @@ def default_storage(store: str | Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def open_storage(url: str, *, heartbeat: int):
-    """An RDBStorage with heartbeats and retries of dead workers' trials, or a UserError."""
+def quiet_optuna() -> None:
+    """Our own output says what happened. Heartbeats and the retry callback are marked
+    experimental; they are what we rely on."""
     import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def open_storage(url: str, *, heartbeat: int, max_retry: int | None = 3):
+    """An RDBStorage with heartbeats, or a UserError. A trial whose worker died is
+    queued again with the same params, at most `max_retry` times (None: always)."""
 
     import sqlalchemy.exc
 
-    # Heartbeats and the retry callback are marked experimental; they are what we rely on.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(
-        optuna.logging.ERROR
-    )  # our own output says what happened
+    quiet_optuna()
 
     retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     callback = {}
     if retry_cls is not None:  # Optuna >= 4.9
-        callback["heartbeat_stale_trial_callback"] = retry_cls(max_retry=3)
+        callback["heartbeat_stale_trial_callback"] = retry_cls(max_retry=max_retry)
     else:
         callback["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
-            max_retry=3
+            max_retry=max_retry
         )
     engine_kwargs = (
         {"connect_args": {"timeout": 60}}
@@ -424,6 +462,7 @@ def work(
     timeout: float | None = None,
     new_trials: bool = True,
     poll: float = 0.5,
+    catch: tuple[type[Exception], ...] = (),
 ) -> None:
     """Run trials until the study has `budget` finished ones (whoever ran them).
 
@@ -449,7 +488,7 @@ def work(
             optuna.storages.fail_stale_trials(study)
             time.sleep(poll)
             continue
-        study.optimize(objective, n_trials=1, catch=(Surplus,))
+        study.optimize(objective, n_trials=1, catch=(Surplus, *catch))
 
 
 def final_records(
@@ -478,6 +517,7 @@ def tune(
     spec: TuneSpec,
     *,
     store: Path,
+    record: bool = True,
     workers: int = 1,
     on_trial: Callable[[int], None] | None = None,
 ) -> TuneResult:
@@ -485,26 +525,44 @@ def tune(
 
     Work already done is reused: trials from the study, and final runs from the store.
     When the store has a study's final runs but the storage has lost the study (another
-    machine's database, or a deleted file), the search is not repeated.
+    machine's database, or a deleted file), the search is not repeated. With
+    `record=False` nothing is written: no records, and the study (unless a storage URL
+    is given) lives in memory.
     """
-    prepared = tuning_run(spec)
+    quiet_optuna()
+    prepared = tuning_run(spec)  # every input check, before anything is created
     name = spec.study or study_name(spec, prepared)
-    url = spec.storage or default_storage(store)
-    storage = open_storage(url, heartbeat=spec.heartbeat)
+    url = spec.storage or (default_storage(store) if record else None)
+    if url is None and workers > 1:
+        raise UserError(
+            "--no-record keeps the study in memory, which --workers cannot share; "
+            "give --storage URL"
+        )
+    records = store if record else None
+    if records is not None:
+        from noisebench.store import ensure_writable
+
+        ensure_writable(records)
+    storage = (
+        optuna.storages.InMemoryStorage()
+        if url is None
+        else open_storage(url, heartbeat=spec.heartbeat)
+    )
+    where = "memory" if url is None else redact(url)
     free = [k for k in prepared.method.search_space if k not in spec.base.params]
-    final_seeds = tuple(range(spec.final_seeds))
-    known = final_records(store, name, final_seeds)
+    final_seeds = spec.final_seed_range
+    known = None if records is None else final_records(records, name, final_seeds)
     if free and known is not None and name not in optuna.get_all_study_names(storage):
         params = json.loads(known[0]["params"])
-        return TuneResult(name, redact(url), [], params, known[0]["trial"], known, True)
+        return TuneResult(name, where, [], params, known[0]["trial"], known, True)
     trials, best_params, best_trial = [], dict(spec.base.params), None
     if free:
         study = open_study(spec, prepared, storage, name)
         if workers > 1:
-            _spawn_workers(spec, store, workers, name, url)
+            _spawn_workers(spec, records, workers, name, url)
         else:
             objective = make_objective(
-                spec, prepared, name, store=store, on_trial=on_trial
+                spec, prepared, name, store=records, on_trial=on_trial
             )
             work(study, objective, spec.trials, timeout=spec.timeout)
         done = [
@@ -520,35 +578,40 @@ def tune(
         best_params |= trials[0].params
         best_trial = trials[0].number
     # Final runs of the current best trial only: a larger budget may have found a better one.
-    cached = final_records(store, name, final_seeds, trial=best_trial)
+    cached = (
+        None
+        if records is None
+        else final_records(records, name, final_seeds, trial=best_trial)
+    )
     final = cached
     if final is None:
-        from noisebench.store import write_records
-
         final_spec = replace(
             spec.base,
             params=best_params,
             seeds=final_seeds,
-            noise_seeds=None,
+            noise_seeds=spec.noise_seeds(len(final_seeds)),
             phase="final",
             study=name,
             trial=best_trial,
         )
         final = run(prepare(final_spec))
-        write_records(final, store)
+        if records is not None:
+            from noisebench.store import write_records
+
+            write_records(final, records)
     return TuneResult(
-        name, redact(url), trials, best_params, best_trial, final, cached is not None
+        name, where, trials, best_params, best_trial, final, cached is not None
     )
 
 
 def _spawn_workers(
-    spec: TuneSpec, store: Path, workers: int, name: str, url: str
+    spec: TuneSpec, store: Path | None, workers: int, name: str, url: str
 ) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     procs = [
-        context.Process(target=_worker_main, args=(spec, str(store), name, url))
+        context.Process(target=_worker_main, args=(spec, store, name, url))
         for _ in range(workers)
     ]
     for p in procs:
@@ -562,11 +625,11 @@ def _spawn_workers(
         )
 
 
-def _worker_main(spec: TuneSpec, store: str, name: str, url: str) -> None:
+def _worker_main(spec: TuneSpec, store: Path | None, name: str, url: str) -> None:
     prepared = tuning_run(spec)
     storage = open_storage(url, heartbeat=spec.heartbeat)
     study = open_study(spec, prepared, storage, name)
-    objective = make_objective(spec, prepared, name, store=Path(store))
+    objective = make_objective(spec, prepared, name, store=store)
     work(
         study,
         objective,

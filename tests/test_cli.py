@@ -113,16 +113,37 @@ BAD_INPUT = [
     (["--method", "ls", "--param", "smoothin=0.1"], "did you mean 'smoothing'"),
     (["--method", "ls", "--param", "smoothing=abc"], "not a valid float"),
     (["--method", "ls", "--param", "smoothing=1.5"], "out of range"),
-    (["--method", "ls", "--noise", "1.5"], "noise rate must lie in [0, 1]"),
+    (["--method", "ls", "--noise", "1.5"], "--noise must lie in [0, 1], got 1.5"),
+    (["--method", "ls", "--noise", "nan"], "--noise must lie in [0, 1], got nan"),
     (["--method", "ls", "--noise", "0.95"], "not identifiable"),
     (
         ["--method", "ls", "--noise-type", "pairflip", "--noise", "0.5"],
         "not identifiable",
     ),
     (["--method", "ls", "--dataset", "missing.parquet"], "data file not found"),
-    (["--method", "ls", "--epochs", "0"], "epochs must lie in [1, 100000], got 0"),
-    (["--method", "ls", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--method", "ls", "--epochs", "0"], "--epochs must lie in [1, 100000], got 0"),
+    (["--method", "ls", "--seeds", "0"], "--seeds must lie in [1, 10000]"),
+    (["--method", "ls", "--seeds", "10000000"], "--seeds must lie in [1, 10000]"),
+    (["--method", "ls", "--first-seed", "-1"], "seeds must lie in [0, 4294967295]"),
+    (["--method", "ls", "--first-seed", "4294967295", "--seeds", "2"], "gives"),
+    (["--method", "ls", "--noise-seed", "-3"], "--noise-seed must lie in"),
+    (["--method", "ls", "--epochs", "1000000000"], "--epochs must lie in [1, 100000]"),
+    (["--method", "ls", "--batch-size", "0"], "--batch-size must lie in"),
     (["--method", "ls", "--hidden", "a,b"], "--hidden expects"),
+    (["--method", "ls", "--hidden", ""], "--hidden expects"),
+    (["--method", "ls", "--hidden", "64,,64"], "--hidden expects"),
+    (["--method", "ls", "--hidden", "0"], "--hidden widths must lie in [1, 1048576]"),
+    (["--method", "ls", "--hidden", "99999999"], "--hidden widths must lie in"),
+    (["--method", "ls", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--method", "ls", "--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--method", "ls", "--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--method", "ls", "--weight-decay", "inf"], "--weight-decay must be a finite"),
+    (["--method", "ls", "--warmup", "1"], "--warmup must be a finite number in [0, 1)"),
+    (["--method", "ls", "--val-fraction", "0"], "--val-fraction must be a finite"),
+    (
+        ["--method", "ls", "--param", "smoothing=0.1", "--param", "smoothing=0.2"],
+        "--param smoothing given more than once",
+    ),
     (["--method", "ls", "--device", "tpu"], "unknown device 'tpu'"),
     (["--method", "ls", "--nosie", "0.2"], "No such option"),
     (
@@ -144,13 +165,15 @@ BAD_INPUT = [
     ("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT]
 )
 def test_bad_input_one_line_exit_2_no_records(tmp_path, args, message):
-    result = invoke("evaluate", "--epochs", "1", *args, "--store", str(tmp_path))
+    """One line, exit code 2, and nothing written: not even the store's folder."""
+    store = tmp_path / "store"
+    result = invoke("evaluate", "--epochs", "1", *args, "--store", str(store))
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.output
-    assert shards(tmp_path) == []
+    assert not store.exists()
 
 
 def test_unreadable_data_file(tmp_path):

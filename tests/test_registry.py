@@ -110,37 +110,63 @@ def _plugin(tmp_path: Path, name: str, module_source: str) -> None:
     (dist / "entry_points.txt").write_text(f"[noisebench.methods]\n{name} = {name}\n")
 
 
-def test_entry_point_plugins_are_discovered_and_broken_ones_reported(tmp_path):
-    _plugin(
-        tmp_path,
-        "nb_demo_plugin",
-        """
-        import torch.nn.functional as F
-        from noisebench import register_method
+_CE_PLUGIN = """
+import torch.nn.functional as F
+from noisebench import register_method
 
-        @register_method("demo_ce", search_space={}, defaults={}, neutral={})
-        def demo_ce(logits, labels, ctx):
-            '''A plugin copy of cross-entropy.'''
-            return F.cross_entropy(logits.float(), labels)
-        """,
-    )
-    _plugin(
-        tmp_path, "nb_broken_plugin", "raise ImportError('missing dependency foo')\n"
-    )
+@register_method("{name}", search_space={{}}, defaults={{}}, neutral={{}})
+def loss(logits, labels, ctx):
+    '''A plugin copy of cross-entropy.'''
+    return F.cross_entropy(logits.float(), labels)
+"""
+
+
+def _noisebench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "noisebench.cli", "methods", "--json"],
+    return subprocess.run(
+        [sys.executable, "-m", "noisebench.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,
         check=False,
     )
+
+
+def test_entry_point_plugins_are_discovered_and_broken_ones_reported(tmp_path):
+    _plugin(tmp_path, "nb_demo_plugin", _CE_PLUGIN.format(name="demo_ce"))
+    _plugin(
+        tmp_path, "nb_broken_plugin", "raise ImportError('missing dependency foo')\n"
+    )
+    out = _noisebench(tmp_path, "methods", "--json")
     assert out.returncode == 0, out.stderr
     listing = json.loads(out.stdout)
-    names = {m["name"] for m in listing["methods"]}
-    assert {"demo_ce", "ls"} <= names
+    by_name = {m["name"]: m for m in listing["methods"]}
+    assert {"demo_ce", "ls"} <= set(by_name)
+    assert by_name["demo_ce"]["origin"] == "entry-point:nb_demo_plugin"
+    assert by_name["ls"]["origin"] == "builtin"
     ((source, error),) = listing["load_errors"].items()
-    assert source.startswith("nb_broken_plugin") and "missing dependency foo" in error
+    assert "nb_broken_plugin" in source and "missing dependency foo" in error
+
+
+def test_plugins_never_take_a_builtin_or_each_others_name(tmp_path):
+    """A plugin registering a built-in name is refused and the built-in kept; two
+    plugins registering one name are both reported, and neither is chosen."""
+    _plugin(tmp_path, "nb_fake_ls", _CE_PLUGIN.format(name="ls"))
+    _plugin(tmp_path, "nb_dup_a", _CE_PLUGIN.format(name="dup_loss"))
+    _plugin(tmp_path, "nb_dup_b", _CE_PLUGIN.format(name="dup_loss"))
+    _plugin(tmp_path, "nb_fine", _CE_PLUGIN.format(name="fine_loss"))
+    listing = json.loads(_noisebench(tmp_path, "methods", "--json").stdout)
+    by_name = {m["name"]: m for m in listing["methods"]}
+    assert by_name["ls"]["origin"] == "builtin"
+    assert "dup_loss" not in by_name and "fine_loss" in by_name
+    errors = " ".join(f"{k}: {v}" for k, v in listing["load_errors"].items())
+    assert "nb_fake_ls" in errors and "built-in names are reserved" in errors
+    assert "nb_dup_a" in errors and "nb_dup_b" in errors
+    out = _noisebench(tmp_path, "evaluate", "--method", "dup_loss", "--no-record")
+    assert out.returncode == 2
+    ((line,),) = [out.stderr.strip().splitlines()]
+    assert "nb_dup_a" in line and "nb_dup_b" in line and "neither is used" in line
 
 
 def _method(fn, **meta) -> Method:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from noisebench.cli import options
 
 
@@ -25,7 +23,7 @@ def datasets(as_json: options.Json = False) -> None:
             }
             for c in cards
         ]
-        print(json.dumps({"datasets": rows}))
+        print(options.dumps({"datasets": rows}))
         return
     from rich.table import Table
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,6 @@ from typing import Annotated
 import typer
 
 from noisebench.cli import options
-from noisebench.errors import UserError
 
 SUMMARY = (
     ("test_acc", "test acc (last epoch)", 100),
@@ -25,52 +23,57 @@ SUMMARY = (
 )
 
 
-@options.with_options(options.RunOptions)
+@options.with_options(options.RunOptions, options.SeedOptions)
 def evaluate(
     run: options.RunOptions,
-    seeds: Annotated[
-        int, typer.Option("--seeds", help="How many seeds (trained together).")
-    ] = 3,
-    first_seed: Annotated[
-        int,
-        typer.Option("--first-seed", help="Seeds are first_seed, first_seed+1, ..."),
-    ] = 0,
-    noise_seed: Annotated[
-        int | None,
+    seeding: options.SeedOptions,
+    rerun: Annotated[
+        bool,
         typer.Option(
-            "--noise-seed",
-            help="One noise realization for all seeds (default: each its own).",
+            "--rerun", help="Train seeds whose records are already in the store again."
         ),
-    ] = None,
-    store: options.Store = None,
-    no_record: Annotated[
-        bool, typer.Option("--no-record", help="Do not write records to the store.")
     ] = False,
     as_json: options.Json = False,
 ) -> None:
-    """Train METHOD under label noise on every seed and report clean test metrics."""
-    from noisebench.experiment import prepare
-    from noisebench.store import default_store, ensure_writable, write_records
+    """Train METHOD under label noise on every seed and report clean test metrics.
 
-    if seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    Seeds whose records of this exact configuration are already in the store are
+    reported from it, not trained again, so a rerun after an interruption only does
+    the missing work.
+    """
+    from noisebench.experiment import prepare, stored_runs
+    from noisebench.store import ensure_writable, write_records
+
+    store = seeding.store_path()  # checked; nothing is created before validation
     spec = run.run_spec(
-        defaults=True,
-        seeds=tuple(range(first_seed, first_seed + seeds)),
-        noise_seeds=None if noise_seed is None else (noise_seed,) * seeds,
+        defaults=True, seeds=seeding.seed_range, noise_seeds=seeding.noise_seeds
     )
-    store = store or default_store()
-    if not no_record:
-        ensure_writable(store)
     prepared = prepare(spec)  # every input check happens here, before any training
-    records = _train_with_progress(prepared, as_json)
-    shard = None if no_record else write_records(records, store)
+    recording = not seeding.no_record
+    done = stored_runs(prepared, store) if recording and not rerun else {}
+    todo = [i for i, seed in enumerate(prepared.spec.seeds) if seed not in done]
+    shard, fresh = None, []
+    if todo:
+        if recording:
+            ensure_writable(store)
+        fresh = _train_with_progress(prepared.members(todo), as_json)
+        shard = write_records(fresh, store) if recording else None
+    by_seed = done | {r["seed"]: r for r in fresh}
+    records = [by_seed[seed] for seed in prepared.spec.seeds]
+    reused = len(records) - len(fresh)
     if as_json:
-        print(
-            json.dumps(_as_json(prepared, records, shard), default=str, allow_nan=True)
-        )
+        print(options.dumps(_as_json(prepared, records, shard) | {"reused": reused}))
     else:
-        print_summary(prepared.spec, prepared.dataset.name, records, shard)
+        print_summary(prepared.spec, prepared.dataset.name, records)
+        console = options.stdout_console()
+        if shard is not None:
+            console.print(f"{len(fresh)} records written to {shard}", highlight=False)
+        if reused:
+            console.print(
+                f"{reused} of {len(records)} seeds were already in {store} "
+                "(reported from there; --rerun trains them again)",
+                highlight=False,
+            )
 
 
 def _train_with_progress(prepared, quiet: bool):
@@ -142,7 +145,7 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
+def print_summary(spec, dataset: str, records) -> None:
     from rich.table import Table
 
     from noisebench.leaderboard import summarize
@@ -178,8 +181,6 @@ def print_summary(spec, dataset: str, records, shard: Path | None) -> None:
     bad = [r for r in records if r["status"] != "ok"]
     for r in bad:
         console.print(f"seed {r['seed']}: {r['status']}: {r['error']}")
-    if shard is not None:
-        console.print(f"{len(records)} records written to {shard}", highlight=False)
 
 
 def _digits(scale: int) -> int:

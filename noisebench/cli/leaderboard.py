@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -17,23 +19,36 @@ def leaderboard(
 ) -> None:
     """Render the leaderboard markdown (tables per dataset x noise type) and plots."""
     from noisebench import leaderboard as lb
-    from noisebench.store import default_store
+    from noisebench.errors import UserError
+    from noisebench.store import clean_temporaries, default_store, temporary_path
 
     store = store or default_store()
+    if not store.is_dir():
+        # a mistyped --store must not conjure up an empty leaderboard (and its folder)
+        raise UserError(f"no records in {store}: no such folder")
     readme = store / "README.md"
     text = lb.build(store, write_plots=not check)
     if check:
-        current = readme.read_text() if readme.is_file() else None
+        current = (
+            readme.read_text(encoding="utf-8", errors="replace")
+            if readme.is_file()
+            else None
+        )
         if current != text:
             print(
                 f"{readme} is stale: run `noisebench leaderboard --store {store}`",
-                file=__import__("sys").stderr,
+                file=sys.stderr,
             )
             raise typer.Exit(1)
         print(f"{readme} is up to date")
         return
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = readme.with_name(".README.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(readme)
+    clean_temporaries(store, final_name=readme.name)
+    # unique per process, so two renders at once never write the same temporary
+    tmp = temporary_path(readme)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, readme)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {readme}")

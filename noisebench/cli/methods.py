@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 from noisebench.cli import options
 
 
 def methods(as_json: options.Json = False) -> None:
     """List the registered methods, their parameters and defaults."""
-    from noisebench.registry import METHODS, discover, load_errors
+    from noisebench.registry import (
+        METHODS,
+        discover,
+        load_errors,
+        unloaded_local_files,
+    )
 
     discover()
     entries = [METHODS.get(name) for name in METHODS.names()]
@@ -30,11 +33,14 @@ def methods(as_json: options.Json = False) -> None:
                 "neutral": m.neutral,
                 "requires": list(m.requires),
                 "paper": m.paper,
-                "origin": METHODS.origin(m.name),
+                "origin": m.origin,
+                "source": METHODS.origin(m.name),
+                "source_sha": m.source_sha,
             }
             for m in entries
         ]
-        print(json.dumps({"methods": rows, "load_errors": errors}))
+        notes = unloaded_local_files()
+        print(options.dumps({"methods": rows, "load_errors": errors, "notes": notes}))
         return
     from rich.table import Table
 
@@ -54,7 +60,7 @@ def methods(as_json: options.Json = False) -> None:
             for k in m.defaults
         )
         table.add_row(
-            m.name,
+            m.name if m.origin == "builtin" else f"{m.name}\n({m.origin})",
             m.summary,
             params or "—",
             ", ".join(m.requires) or "—",
@@ -63,7 +69,8 @@ def methods(as_json: options.Json = False) -> None:
         )
     console = options.stdout_console()
     console.print(table)
+    err = options.stderr_console()
     for source, error in errors.items():
-        options.stderr_console().print(
-            f"[red]failed to load[/red] {source}: {error}", highlight=False
-        )
+        err.print(f"failed to load {source}: {error}", style="red", highlight=False)
+    for note in unloaded_local_files():
+        err.print(f"note: {note}", highlight=False)

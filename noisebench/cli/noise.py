@@ -53,7 +53,7 @@ def show(
     rate = realized_rate(ds.y, noisy)
     if as_json:
         print(
-            json.dumps(
+            options.dumps(
                 {
                     "spec": asdict(spec),
                     "dataset": ds.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,15 +79,35 @@ AllowUnidentifiable = Annotated[
 
 
 def stdout_console():
+    """Rich output with markup off: user strings such as "[estimated T]" or a method
+    named "[bold]x" are printed as they are, never read as styles."""
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False)
 
 
 def stderr_console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, markup=False)
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON for --json: NaN and infinities become null (bare NaN is not JSON),
+    datetimes and paths become strings."""
+    import json
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(obj), default=str, allow_nan=False)
 
 
 def progress(unit: str, *, quiet: bool):
@@ -102,10 +123,10 @@ def progress(unit: str, *, quiet: bool):
 
     console = stderr_console()
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(unit),
+        TextColumn(unit, markup=False),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -161,6 +182,9 @@ class NoiseOptions:
     transition_file: TransitionFile = None
     allow_unidentifiable: AllowUnidentifiable = False
 
+    def __post_init__(self) -> None:
+        _check(0 <= self.noise <= 1, f"--noise must lie in [0, 1], got {self.noise:g}")
+
     def noise_spec(self):
         from noisebench.noise import NoiseSpec
 
@@ -191,6 +215,34 @@ class RunOptions(NoiseOptions):
     val_fraction: ValFraction = None
     transition: TransitionSource = "oracle"
     device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for flag, value, ok, rule in (
+            ("--lr", self.lr, lambda v: v > 0, "> 0"),
+            ("--weight-decay", self.weight_decay, lambda v: v >= 0, ">= 0"),
+            ("--warmup", self.warmup, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("--val-fraction", self.val_fraction, lambda v: 0 < v < 1, "in (0, 1)"),
+        ):
+            if value is not None:
+                _check(
+                    math.isfinite(value) and ok(value),
+                    f"{flag} must be a finite number {rule}, got {value:g}",
+                )
+        from noisebench.config import MAX_BATCH, MAX_EPOCHS
+
+        for flag, value, top in (
+            ("--epochs", self.epochs, MAX_EPOCHS),
+            ("--batch-size", self.batch_size, MAX_BATCH),
+        ):
+            _check(
+                value is None or 1 <= value <= top,
+                f"{flag} must lie in [1, {top}], got {value}",
+            )
+        keys = [p.partition("=")[0].strip() for p in self.param or []]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        _check(not twice, f"--param {', '.join(twice)} given more than once")
+        _parse_hidden(self.hidden)
 
     def run_spec(
         self,
@@ -229,31 +281,129 @@ class RunOptions(NoiseOptions):
         )
 
 
-def with_options(group: type) -> Callable[[Callable[..., Any]], Callable[..., None]]:
-    """Give a command every option of `group` (a dataclass above); the command's first
-    parameter receives them as one instance. Required options come first in --help,
-    then the group's other options, then the command's own."""
+Seeds = Annotated[
+    int, typer.Option("--seeds", help="How many seeds (trained together).")
+]
+FinalSeeds = Annotated[
+    int,
+    typer.Option(
+        "--seeds", "--final-seeds", help="How many fresh seeds run the best params."
+    ),
+]
+FirstSeed = Annotated[
+    int, typer.Option("--first-seed", help="Seeds are first_seed, first_seed+1, ...")
+]
+NoiseSeed = Annotated[
+    int | None,
+    typer.Option(
+        "--noise-seed",
+        help="One noise realization for all seeds (default: each its own).",
+    ),
+]
+NoRecord = Annotated[
+    bool, typer.Option("--no-record", help="Do not write records to the store.")
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeedOptions:
+    """Which seeds run, and where their records go."""
+
+    seeds: Seeds = 3
+    first_seed: FirstSeed = 0
+    noise_seed: NoiseSeed = None
+    store: Store = None
+    no_record: NoRecord = False
+
+    def __post_init__(self) -> None:
+        from noisebench.config import MAX_SEED, MAX_SEEDS
+
+        _check(
+            1 <= self.seeds <= MAX_SEEDS,
+            f"--seeds must lie in [1, {MAX_SEEDS}], got {self.seeds}",
+        )
+        last = self.first_seed + self.seeds - 1
+        _check(
+            0 <= self.first_seed and last <= MAX_SEED,
+            f"seeds must lie in [0, {MAX_SEED}]; --first-seed {self.first_seed} with "
+            f"--seeds {self.seeds} gives {self.first_seed}..{last}",
+        )
+        _check(
+            self.noise_seed is None or 0 <= self.noise_seed <= MAX_SEED,
+            f"--noise-seed must lie in [0, {MAX_SEED}], got {self.noise_seed}",
+        )
+
+    @property
+    def seed_range(self) -> tuple[int, ...]:
+        return tuple(range(self.first_seed, self.first_seed + self.seeds))
+
+    @property
+    def noise_seeds(self) -> tuple[int, ...] | None:
+        return None if self.noise_seed is None else (self.noise_seed,) * self.seeds
+
+    def store_path(self) -> Path:
+        """The store, checked (nothing is created) unless records are off."""
+        from noisebench.store import check_store, default_store
+
+        store = self.store or default_store()
+        if not self.no_record:
+            check_store(store)
+        return store
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalSeedOptions(SeedOptions):
+    """`tune`'s seeds: the fresh seeds that run the best params."""
+
+    seeds: FinalSeeds = 5
+
+
+def _check(ok: bool, message: str) -> None:
+    from noisebench.errors import UserError
+
+    if not ok:
+        raise UserError(message)
+
+
+def with_options(*groups: type) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+    """Give a command every option of `groups` (dataclasses above); the command's first
+    parameters receive them, one instance per group, built (and so validated) before
+    the command runs. Required options come first in --help, then the groups' other
+    options, then the command's own."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., None]:
-        hints = typing.get_type_hints(group, include_extras=True)
-        shared = [
-            inspect.Parameter(
-                f.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=inspect.Parameter.empty
-                if f.default is dataclasses.MISSING
-                else f.default,
-                annotation=hints[f.name],
+        members = []  # (group, its parameters)
+        for group in groups:
+            hints = typing.get_type_hints(group, include_extras=True)
+            members.append(
+                (
+                    group,
+                    [
+                        inspect.Parameter(
+                            f.name,
+                            inspect.Parameter.KEYWORD_ONLY,
+                            default=inspect.Parameter.empty
+                            if f.default is dataclasses.MISSING
+                            else f.default,
+                            annotation=hints[f.name],
+                        )
+                        for f in dataclasses.fields(group)
+                    ],
+                )
             )
-            for f in dataclasses.fields(group)
-        ]
+        shared = [p for _, params in members for p in params]
         shared.sort(key=lambda p: p.default is not inspect.Parameter.empty)
-        _bundle, *own = inspect.signature(command, eval_str=True).parameters.values()
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        own = list(inspect.signature(command, eval_str=True).parameters.values())
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[len(groups) :]
+        ]
 
         def wrapper(**kwargs: Any) -> None:
-            values = group(**{p.name: kwargs.pop(p.name) for p in shared})
-            command(values, **kwargs)
+            bundles = [
+                group(**{p.name: kwargs.pop(p.name) for p in params})
+                for group, params in members
+            ]
+            command(*bundles, **kwargs)
 
         wrapper.__name__, wrapper.__qualname__ = command.__name__, command.__qualname__
         wrapper.__doc__, wrapper.__module__ = command.__doc__, command.__module__
@@ -269,9 +419,19 @@ def _parse_hidden(text: str | None) -> tuple[int, ...] | None:
 
     if text is None:
         return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+    from noisebench.config import MAX_LAYERS, MAX_WIDTH
+
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):
         raise UserError(
-            f"--hidden expects comma-separated integers, got '{text}'"
-        ) from None
+            f"--hidden expects comma-separated positive integers such as 256,256, got '{text}'"
+        )
+    widths = tuple(int(part) for part in parts)
+    _check(
+        len(widths) <= MAX_LAYERS, f"--hidden takes at most {MAX_LAYERS} layer widths"
+    )
+    _check(
+        all(1 <= w <= MAX_WIDTH for w in widths),
+        f"--hidden widths must lie in [1, {MAX_WIDTH}], got {text}",
+    )
+    return widths

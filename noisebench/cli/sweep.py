@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -26,12 +25,12 @@ def sweep(
     as_json: options.Json = False,
 ) -> None:
     """Tune and run every method x noise cell of a suite; skip cells already done."""
-    from noisebench.store import default_store, ensure_writable
+    from noisebench.store import check_store, default_store
     from noisebench.sweep import describe, load_suite
     from noisebench.sweep import sweep as run_sweep
 
     store = store or default_store()
-    ensure_writable(store)
+    check_store(store)  # created once every cell is validated
     plan = load_suite(suite, store)
     with options.progress("cells", quiet=as_json) as progress:
         task = progress.add_task(f"sweep {plan.name}", total=len(plan.cells()))
@@ -45,7 +44,7 @@ def sweep(
         )
     rows = [describe(r) for r in results]
     if as_json:
-        print(json.dumps({"suite": plan.name, "cells": rows}, default=str))
+        print(options.dumps({"suite": plan.name, "cells": rows}))
         return
     from rich.table import Table
 

@@ -3,7 +3,6 @@ best params on fresh seeds. Any number of workers can share one study."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -15,10 +14,6 @@ Trials = Annotated[
 ]
 TuneSeeds = Annotated[
     int, typer.Option("--tune-seeds", help="Seeds per trial (1000, 1001, ...).")
-]
-FinalSeeds = Annotated[
-    int,
-    typer.Option("--final-seeds", help="Fresh seeds (0, 1, ...) for the best params."),
 ]
 Storage = Annotated[
     str | None,
@@ -39,12 +34,12 @@ Timeout = Annotated[
 ]
 
 
-@options.with_options(options.RunOptions)
+@options.with_options(options.RunOptions, options.FinalSeedOptions)
 def tune(
     run: options.RunOptions,
+    seeding: options.FinalSeedOptions,
     trials: Trials = 20,
     tune_seeds: TuneSeeds = 2,
-    final_seeds: FinalSeeds = 5,
     storage: Storage = None,
     study: Annotated[
         str | None,
@@ -56,12 +51,10 @@ def tune(
     ] = 1,
     heartbeat: Heartbeat = 10,
     no_prune: NoPrune = False,
-    store: options.Store = None,
     as_json: options.Json = False,
 ) -> None:
     """Tune METHOD's search space on noisy validation; run the best params on fresh seeds."""
     from noisebench.errors import UserError
-    from noisebench.store import default_store, ensure_writable
     from noisebench.tune import TuneSpec
 
     if workers < 1:
@@ -71,31 +64,42 @@ def tune(
         base=base,
         trials=trials,
         tune_seeds=tune_seeds,
-        final_seeds=final_seeds,
+        final_seeds=seeding.seeds,
+        first_seed=seeding.first_seed,
+        noise_seed=seeding.noise_seed,
         storage=storage,
         study=study,
         timeout=timeout,
         heartbeat=heartbeat,
         prune=not no_prune,
     )
-    store = store or default_store()
-    ensure_writable(store)
-    result = _with_progress(spec, store, workers, quiet=as_json)
+    store = seeding.store_path()  # checked; created only once the spec is valid
+    record = not seeding.no_record
+    result = _with_progress(spec, store, record, workers, quiet=as_json)
     if as_json:
         from noisebench.cli.evaluate import results_json
         from noisebench.tune import summary_json
 
+        records = str(store / "runs") if record else None
         print(
-            json.dumps(
-                {**summary_json(result), "final": results_json(result.final)},
-                default=str,
+            options.dumps(
+                {
+                    **summary_json(result),
+                    "final": results_json(result.final),
+                    "records": records,
+                }
             )
         )
         return
     _print(result, spec)
+    where = f"in {store / 'runs'}" if record else "nowhere (--no-record)"
+    options.stdout_console().print(
+        f"records of the trials and the final runs: {where}; study in {result.storage}",
+        highlight=False,
+    )
 
 
-def _with_progress(spec, store, workers: int, *, quiet: bool):
+def _with_progress(spec, store, record: bool, workers: int, *, quiet: bool):
     from noisebench.tune import tune as run_tune
 
     with options.progress("trials", quiet=quiet) as progress:
@@ -103,6 +107,7 @@ def _with_progress(spec, store, workers: int, *, quiet: bool):
         return run_tune(
             spec,
             store=store,
+            record=record,
             workers=workers,
             on_trial=lambda _: progress.advance(task),
         )
@@ -139,4 +144,4 @@ def _print(result, spec) -> None:
             f"final: best params {params_text(result.best_params)} on {len(result.final)} fresh seeds{note}"
         )
         final_spec = replace(spec.base, params=result.best_params)
-        print_summary(final_spec, result.final[0]["dataset"], result.final, None)
+        print_summary(final_spec, result.final[0]["dataset"], result.final)
