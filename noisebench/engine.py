@@ -367,6 +367,12 @@ def _fit_members(
             optimizer.zero_grad()
             losses.sum().backward()  # members share no parameters: each its own gradient
             optimizer.step()
+        # a finite loss can still leave a member's weights non-finite (an infinite
+        # gradient); once per epoch, every member's parameters are checked too
+        with torch.no_grad():
+            bad |= ~torch.stack(
+                [p.isfinite().flatten(1).all(1) for p in model.parameters()]
+            ).all(0)
         diverged_at = torch.where(bad & (diverged_at < 0), epoch, diverged_at)
         with torch.no_grad(), autocast:
             val_pred = model(task.x[task.val_idx]).argmax(-1)

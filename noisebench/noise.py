@@ -42,13 +42,13 @@ def transition_matrix(
     pairflip:   T[i,i] = 1-r, T[i,(i+1) mod K] = r
     asymmetric: T[i,i] = 1-r, T[i,m(i)] = r for the classes in `class_map`, identity elsewhere
     """
-    k = int(num_classes)
     if kind not in _LIMITS:
         raise unknown("noise type", kind, _LIMITS)
+    k = _class_count(num_classes)
     if k < 2:
         raise UserError(f"noise needs at least 2 classes, got {k}")
-    if not (0.0 <= rate <= 1.0):
-        raise UserError(f"noise rate must lie in [0, 1], got {rate:g}")
+    if not (_is_real(rate) and 0.0 <= rate <= 1.0):  # NaN fails the comparison too
+        raise UserError(f"noise rate must lie in [0, 1], got {_number(rate)}")
     limit = _LIMITS[kind](k)
     if rate >= limit and rate > 0 and not allow_unidentifiable:
         raise UserError(
@@ -69,7 +69,9 @@ def transition_matrix(
             )
         t = eye.copy()
         for src, dst in class_map.items():
-            if not (0 <= src < k and 0 <= dst < k):
+            if not (
+                _is_index(src) and _is_index(dst) and 0 <= src < k and 0 <= dst < k
+            ):
                 raise UserError(f"class map entry {src}->{dst} is outside 0..{k - 1}")
             if src != dst:
                 t[src, src], t[src, dst] = 1 - rate, rate
@@ -79,21 +81,16 @@ def transition_matrix(
 def validate_transition(
     t: Any, *, num_classes: int, allow_unidentifiable: bool = False
 ) -> np.ndarray:
-    """Check a user-supplied T: shape K x K, finite, non-negative, rows summing to 1, identifiable."""
-    t = np.asarray(t, dtype=np.float64)
-    k = int(num_classes)
+    """Check a user-supplied T: real numbers, shape K x K, finite, non-negative, rows
+    summing to 1, identifiable. Returns it as float64 with rows renormalized."""
+    k = _class_count(num_classes)
+    t = _real_matrix(t)
     if t.shape != (k, k):
+        dims = "" if t.ndim == 2 else f"a {t.ndim}-D array of "
         raise UserError(
-            f"transition matrix must be {k}x{k} for this dataset, got shape {t.shape}"
+            f"transition matrix must be {k}x{k} for this dataset, got {dims}shape {t.shape}"
         )
-    if not np.isfinite(t).all() or (t < 0).any():
-        raise UserError("transition matrix must have finite, non-negative entries")
-    sums = t.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-6):
-        bad = int(np.argmax(np.abs(sums - 1)))
-        raise UserError(
-            f"transition matrix is not row-stochastic: row {bad} sums to {sums[bad]:.6g}"
-        )
+    sums = _check_stochastic(t)
     t = t / sums[:, None]
     off = t - np.diag(np.diag(t))
     if not allow_unidentifiable:
@@ -113,24 +110,141 @@ def validate_transition(
 def load_transition(
     path: str | Path, *, num_classes: int, allow_unidentifiable: bool = False
 ) -> np.ndarray:
-    """Read a K x K matrix from `.npy` or `.csv` and validate it."""
+    """Read a K x K matrix from `.npy` or `.csv` and validate it. Never unpickles."""
     path = Path(path)
-    if not path.is_file():
+    k = _class_count(num_classes)
+    if not _is_file(path):
         raise UserError(f"transition file not found: {path}")
+    if path.suffix not in (".npy", ".csv"):
+        raise UserError(f"transition file must be .npy or .csv, got '{path.suffix}'")
     try:
-        if path.suffix == ".npy":
-            t = np.load(path, allow_pickle=False)
-        elif path.suffix == ".csv":
-            t = np.loadtxt(path, delimiter=",", ndmin=2)
-        else:
-            raise UserError(
-                f"transition file must be .npy or .csv, got '{path.suffix}'"
-            )
-    except (OSError, ValueError) as err:
+        t = _read_npy(path, k) if path.suffix == ".npy" else _read_csv(path)
+    except UserError as err:
+        raise UserError(f"transition file {path}: {err}") from None
+    except (OSError, ValueError, EOFError) as err:  # UnicodeDecodeError is a ValueError
         raise UserError(f"cannot read transition file {path}: {err}") from None
     return validate_transition(
         t, num_classes=num_classes, allow_unidentifiable=allow_unidentifiable
     )
+
+
+def _read_npy(path: Path, k: int) -> np.ndarray:
+    """The header first: a pickled (object) array is refused before any data is read,
+    and so are a non-numeric one and one of the wrong shape (however large it says it is)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise UserError(f"unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise UserError("holds pickled Python objects, which noisebench never loads")
+    if dtype.kind not in "iuf":
+        raise UserError(f"must hold real numbers, not {_KINDS.get(dtype.kind, dtype)}")
+    if shape != (k, k):
+        raise UserError(
+            f"must hold a {k}x{k} matrix for this dataset, got shape {shape}"
+        )
+    t = np.load(path, allow_pickle=False)
+    if not isinstance(t, np.ndarray):  # np.load returns an archive for a zip file
+        t.close()
+        raise UserError("is an .npz archive, not one .npy array")
+    return t
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """Comma-separated rows of numbers; blank lines and `#` comments are skipped. A
+    malformed file is a ValueError, which the caller reports as unreadable."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            rows.append([float(cell) for cell in line.split(",")])
+        except ValueError:
+            raise ValueError(f"line {number} is not comma-separated numbers") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise ValueError(
+                f"line {number} has {len(rows[-1])} entries, the first row {len(rows[0])}"
+            )
+    if not rows:
+        raise ValueError("the file holds no numbers")
+    return np.array(rows, dtype=np.float64)
+
+
+_KINDS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "strings",
+    "S": "bytes",
+    "O": "Python objects",
+    "M": "dates",
+    "m": "time spans",
+    "V": "records",
+}
+
+
+def _real_matrix(t: Any) -> np.ndarray:
+    """`t` as float64, refusing what a float cast would silently mangle: a complex T
+    loses its imaginary part, booleans and strings become numbers."""
+    if hasattr(t, "detach"):  # a torch tensor
+        t = t.detach().cpu().numpy()
+    try:
+        a = np.asarray(t)
+    except (TypeError, ValueError):  # ragged rows
+        raise UserError("transition matrix must be a K x K array of numbers") from None
+    if a.dtype.kind not in "iuf":
+        raise UserError(
+            f"transition matrix must hold real numbers, not {_KINDS.get(a.dtype.kind, a.dtype)}"
+        )
+    return a.astype(np.float64)
+
+
+def _check_stochastic(t: np.ndarray) -> np.ndarray:
+    """Raise unless every entry is finite and non-negative and every row sums to 1 (to
+    1e-6); return the row sums."""
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise UserError("transition matrix must have finite, non-negative entries")
+    sums = t.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-6):
+        bad = int(np.argmax(np.abs(sums - 1)))
+        raise UserError(
+            f"transition matrix is not row-stochastic: row {bad} sums to {sums[bad]:.6g}"
+        )
+    return sums
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _class_count(num_classes: Any) -> int:
+    if not _is_index(num_classes):
+        raise UserError(
+            f"the number of classes must be an integer, got {num_classes!r}"
+        )
+    return int(num_classes)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if _is_real(value) else repr(value)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but a name the OS refuses (too long, bad bytes) is just not a file."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def corrupt(labels: Any, t: Any, *, seed: int | list[int], mode: str = "exact") -> Any:
@@ -146,23 +260,35 @@ def corrupt(labels: Any, t: Any, *, seed: int | list[int], mode: str = "exact") 
         raise unknown("noise mode", mode, MODES)
     is_torch = type(labels).__module__.startswith("torch")
     clean = labels.detach().cpu().numpy() if is_torch else np.asarray(labels)
-    t = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, dtype=np.float64)
+    if clean.size and clean.dtype.kind not in "iu":
+        raise UserError(
+            f"labels must be integers, not {_KINDS.get(clean.dtype.kind, clean.dtype)}"
+        )
+    t = _real_matrix(t)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise UserError(f"transition matrix must be square, got shape {t.shape}")
+    _check_stochastic(t)
     k = t.shape[0]
     if clean.size and (clean.min() < 0 or clean.max() >= k):
         raise UserError(
             f"labels must lie in 0..{k - 1} for a {k}x{k} transition matrix"
         )
     rng = np.random.default_rng(seed)
-    noisy = clean.copy()
     if mode == "exact":
+        flat = clean.ravel()  # flat indices: labels of any shape
+        noisy = flat.copy()
         for i in range(k):  # a loop over classes, not samples
-            idx = np.flatnonzero(clean == i)
+            idx = np.flatnonzero(flat == i)
             counts = largest_remainder(idx.size, t[i], rng)
             noisy[rng.permutation(idx)] = np.repeat(np.arange(k), counts)
+        noisy = noisy.reshape(clean.shape)
     else:
         cdf = np.cumsum(t, axis=1)[clean]
+        # a row's cumulative sum may end a hair below 1 (ten 0.1s sum to 1 - 2**-53); a
+        # draw above it goes to the row's last possible class, never to one with T = 0
+        last = k - 1 - np.argmax(t[:, ::-1] > 0, axis=1)
         noisy = np.minimum(
-            (rng.random(clean.shape)[..., None] >= cdf).sum(axis=-1), k - 1
+            (rng.random(clean.shape)[..., None] >= cdf).sum(axis=-1), last[clean]
         )
         noisy = noisy.astype(clean.dtype)
     if is_torch:

@@ -21,6 +21,9 @@ def largest_remainder(n: int, weights: Any, rng: np.random.Generator) -> np.ndar
     )  # drop float fuzz (5.9999999)
     base = np.floor(quota).astype(np.int64)
     short = int(n - base.sum())
+    if (base < 0).any() or not 0 <= short <= len(quota):
+        # a caller's bug, not user input: T and class shares are validated upstream
+        raise ValueError("weights must be non-negative and sum to 1")
     # rounded, so that remainders equal on paper (1.3 - 1 vs 2.3 - 2) tie and go to the RNG
     remainder = np.round(quota - base, 9)
     order = np.lexsort((rng.random(len(quota)), -remainder))

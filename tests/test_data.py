@@ -490,3 +490,82 @@ def test_sklearn_arrays_are_cached_and_equal_the_loader(tmp_path, monkeypatch):
         np.testing.assert_array_equal(arrays["y"], y)
     second = load_dataset("digits")
     assert second.sha == first.sha
+
+
+# --------------------------------------------------------------------------------------
+# stratified_split: every class keeps a training sample (issue 9)
+# --------------------------------------------------------------------------------------
+
+KEEP_CASES = [
+    ([30, 2, 8], 0.9),  # round(36) held of 40: the 2-sample class would go whole
+    ([2, 2, 2, 2, 2], 0.5),
+    ([1, 1, 1, 50], 0.6),  # single samples stay for training, not in the held split
+    ([3, 97], 0.97),
+    ([2] * 40, 0.45),
+]
+
+
+@pytest.mark.parametrize("sizes,fraction", KEEP_CASES)
+def test_stratified_split_leaves_every_class_a_sample(sizes, fraction):
+    labels = np.random.default_rng(2).permutation(
+        np.repeat(np.arange(len(sizes)), sizes)
+    )
+    n = labels.size
+    n_held = math.floor(fraction * n + 0.5)
+    assert n_held <= n - len(sizes)  # feasible: one per class fits outside
+    for seed in range(20):
+        kept, held = stratified_split(labels, fraction, seed=seed)
+        assert held.size == n_held  # the size is still exact
+        np.testing.assert_array_equal(np.union1d(kept, held), np.arange(n))
+        assert np.intersect1d(kept, held).size == 0
+        kept_per_class = np.bincount(labels[kept], minlength=len(sizes))
+        assert (kept_per_class >= 1).all(), (seed, kept_per_class)
+
+
+@pytest.mark.parametrize(
+    "sizes,fraction,match",
+    [
+        ([2, 2, 2], 0.9, "would leave some class without a sample"),  # 5 of 6 held
+        ([1, 1], 0.5, "would leave some class without a sample"),
+        ([10, 10], 0.01, "holds out no sample"),  # round(0.2) = 0
+    ],
+)
+def test_stratified_split_refuses_impossible_splits(sizes, fraction, match):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    with pytest.raises(UserError, match=match):
+        stratified_split(labels, fraction, seed=0)
+
+
+# --------------------------------------------------------------------------------------
+# the scikit-learn cache: a corrupt file is a miss, rebuilt from the loader
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not a zip file",
+        b"PK\x03\x04" + bytes(200),  # a broken zip header
+        b"",
+    ],
+    ids=["text", "broken zip", "empty"],
+)
+def test_a_corrupt_sklearn_cache_is_rebuilt(tmp_path, monkeypatch, garbage):
+    monkeypatch.setenv("NOISEBENCH_CACHE", str(tmp_path))
+    first = load_dataset("digits")
+    (cached,) = tmp_path.glob("digits-*.npz")
+    cached.write_bytes(garbage)
+    again = load_dataset("digits")
+    assert again.sha == first.sha
+    with np.load(cached, allow_pickle=False) as arrays:  # rewritten, and whole
+        x, y = load_digits(return_X_y=True)
+        np.testing.assert_array_equal(arrays["x"], x)
+        np.testing.assert_array_equal(arrays["y"], y)
+
+
+def test_a_cache_with_other_arrays_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEBENCH_CACHE", str(tmp_path))
+    first = load_dataset("digits")
+    (cached,) = tmp_path.glob("digits-*.npz")
+    np.savez(cached, x=np.zeros((3, 64)), y=np.zeros(5))  # rows and labels disagree
+    assert load_dataset("digits").sha == first.sha

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -602,3 +603,101 @@ def test_derive_seed_treats_numpy_integers_as_the_same_seed():
     assert derive_seed("noise", "digits", np.int64(3)) == derive_seed(
         "noise", "digits", 3
     )
+
+
+# --------------------------------------------------------------------------------------
+# bad matrices and bad arguments are UserErrors (issue 9)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "matrix,match",
+    [
+        (T3 + 0.01j, "real numbers, not complex numbers"),  # not silently made real
+        (T3.astype(str), "real numbers, not strings"),
+        (np.array([["a", "b", "c"]] * 3), "real numbers, not strings"),
+        (np.eye(3, dtype=bool), "real numbers, not booleans"),
+        (T3.astype(object), "real numbers, not Python objects"),
+        ([[0.8, 0.2], [0.1, 0.8, 0.1], [0, 0, 1]], "array of numbers"),  # ragged
+        (T3[None], "3x3 for this dataset, got a 3-D array of shape (1, 3, 3)"),
+        (np.float64(1.0), "got a 0-D array"),
+        (np.where(np.eye(3) > 0, np.inf, 0.0), "finite"),
+    ],
+    ids=["complex", "numeric strings", "strings", "bool", "object", "ragged", "3-D",
+         "scalar", "inf"],
+)  # fmt: skip
+def test_matrices_that_a_float_cast_would_mangle_are_rejected(matrix, match):
+    with pytest.raises(UserError, match=re.escape(match)):
+        validate_transition(matrix, num_classes=3)
+
+
+def test_csv_comments_and_blank_lines_are_skipped(tmp_path):
+    np.savetxt(tmp_path / "t.csv", T3, delimiter=",", header="my T", footer="end")
+    text = (tmp_path / "t.csv").read_text()
+    (tmp_path / "t.csv").write_text("\n" + text.replace("\n", "\n\n"))
+    np.testing.assert_allclose(
+        load_transition(tmp_path / "t.csv", num_classes=3), T3, rtol=0, atol=1e-15
+    )
+
+
+@pytest.mark.parametrize(
+    "rate", ["0.2", None, [0.2], complex(0.2, 0.0), True], ids=repr
+)
+def test_a_rate_that_is_not_a_number_is_rejected(rate):
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        transition_matrix("symmetric", 3, rate)
+
+
+@pytest.mark.parametrize(
+    "t,match",
+    [
+        (np.array([[0.9, 0.2], [0.1, 0.9]]), "row 0 sums to 1.1"),
+        (np.array([[1.2, -0.2], [0.0, 1.0]]), "non-negative"),
+        (np.ones((2, 3)) / 3, "square"),
+        (np.ones(2) / 2, "square"),
+    ],
+)
+def test_corrupt_refuses_a_matrix_that_is_not_row_stochastic(t, match):
+    """Exact mode would hand largest_remainder rows that do not sum to 1 (counts no
+    longer summing to n_i); random mode would sample from a broken CDF."""
+    for mode in ("exact", "random"):
+        with pytest.raises(UserError, match=match):
+            corrupt(np.array([0, 1, 1, 0]), t, seed=0, mode=mode)
+
+
+def test_corrupt_refuses_labels_that_are_not_integers():
+    t = transition_matrix("symmetric", 3, 0.2)
+    for labels in (np.array([0.0, 1.5, 2.0]), np.array(["0", "1"]), np.array([True])):
+        with pytest.raises(UserError, match="labels must be integers"):
+            corrupt(labels, t, seed=0)
+
+
+def test_exact_mode_on_a_label_matrix_counts_per_class():
+    """Labels of any shape: each class's counts are n_i T rounded, as for a vector."""
+    sizes = [120, 60, 20]
+    clean = _labels(sizes, seed=9).reshape(20, 10)
+    t = transition_matrix("symmetric", 3, 0.3)
+    noisy = corrupt(clean, t, seed=1)
+    assert noisy.shape == (20, 10) and noisy.dtype == clean.dtype
+    conf = _sk_confusion(clean.ravel(), noisy.ravel(), 3)
+    _assert_largest_remainder_rows(conf, sizes, t)
+
+
+class _TopOfTheUnitInterval:
+    """An RNG whose every uniform draw is the largest double below 1, the one draw in
+    2**53 that default_rng can return above a CDF ending at 1 - 2**-53."""
+
+    def random(self, shape):
+        return np.full(shape, np.nextafter(1.0, 0.0))
+
+
+def test_random_mode_never_draws_a_class_of_probability_zero(monkeypatch):
+    # ten 0.1s sum to 1 - 2**-53: before the fix a draw above that landed on class 10
+    t = np.zeros((11, 11))
+    t[:10, :10] = 0.1
+    t[10, 10] = 1.0
+    assert np.cumsum(t[0])[-1] < 1.0
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: _TopOfTheUnitInterval())
+    noisy = corrupt(np.arange(11), t, seed=0, mode="random")
+    assert (t[np.arange(11), noisy] > 0).all(), noisy
+    np.testing.assert_array_equal(noisy, [9] * 10 + [10])  # each row's last class
