@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +28,39 @@ NOISE_NOTES = {
     "asymmetric": "the dataset card's class map: T[i,i] = 1-r, T[i,m(i)] = r for mapped classes",
     "transition": "a user-supplied transition matrix",
 }
-_MD_SPECIAL = re.compile(
-    r"([\\`*_\[\]<>|~])"
-)  # enough to neutralize links, HTML, emphasis, cells
+BUILTIN = "builtin"  # the origin of the repo's own methods/*.py
+# What can mean something in GitHub-flavoured markdown or HTML: links and images
+# ([ ] !), tags and autolinks (< >), entities (&), emphasis and strikethrough (* _ ~),
+# code (`), table cells (|), headings (#), and the escape character itself.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~!#&])")
+# A line that starts with one of these opens a list or underlines a heading.
+_BLOCK_START = re.compile(r"^(?:([-+=])|([0-9]+)([.)]))")
+# Unicode categories that break a line or reorder text: control (\r, \n, \t, ...),
+# format (bidi overrides, zero-width), surrogate, line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def md_escape(text: str) -> str:
-    """Escape a user-supplied string (method names, params) for markdown tables."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """A user-supplied string (dataset and method names, params, setups) as markdown
+    inline text that renders as itself, on one line, and can open nothing.
+
+    The rule: (1) every control, format or line-separator character (categories Cc, Cf,
+    Cs, Zl, Zp: \\r, \\n, tabs, bidi overrides, ...) becomes a space; (2) surrounding
+    whitespace is dropped (four leading spaces would start a code block); (3) each of
+    the characters \\ ` * _ [ ] < > | ~ ! # & gets a backslash, which CommonMark
+    reads as "this character, literally" for any ASCII punctuation, so no link, image,
+    tag, entity, emphasis, code span, cell border or heading can form; (4) a leading
+    `-`, `+`, `=` or list number (`1.`, `1)`) is escaped too, so the text opens no
+    block when it starts a line. Idempotence is not a goal: escape each string once,
+    where it enters markdown.
+    """
+    text = "".join(
+        " " if unicodedata.category(c) in _INVISIBLE else c for c in str(text)
+    ).strip()
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _BLOCK_START.sub(
+        lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text, count=1
+    )
 
 
 @dataclass(frozen=True)
@@ -62,18 +89,32 @@ def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def split_stale(rows: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """(current, stale): stale rows were made by another version of a registered method."""
+    """(current, stale). A row of a method registered now is stale when the code that
+    made it is not the current code, as far as the record can tell: another version, the
+    same origin with another source hash, or no source hash at all (schema <= 2, which
+    cannot be tied to any code). Rows of methods not registered now are shown as they
+    are: there is nothing to compare them with."""
     from noisebench.registry import METHODS, discover
 
     discover()
     current, stale = [], []
     for row in rows:
-        registered = (
-            METHODS.get(row["method"]).version if row["method"] in METHODS else None
+        if row["method"] not in METHODS:
+            current.append(row)
+            continue
+        method = METHODS.get(row["method"])
+        # getattr: Method gains origin and source_sha with schema 3
+        origin = getattr(method, "origin", BUILTIN)
+        sha = row.get("method_sha")
+        outdated = (
+            row["method_version"] != method.version
+            or sha is None
+            or (
+                row.get("method_origin") == origin
+                and sha != getattr(method, "source_sha", None)
+            )
         )
-        (stale if registered not in (None, row["method_version"]) else current).append(
-            row
-        )
+        (stale if outdated else current).append(row)
     return current, stale
 
 
@@ -131,10 +172,23 @@ class Board:
 
     @property
     def slug(self) -> str:
-        identity = f"{self.dataset_sha}{self.train_config}{self.noise_detail}"
-        setup = hashlib.sha256(identity.encode()).hexdigest()[:8]
-        raw = f"{self.dataset}-{self.noise_type}-{self.noise_mode}-{setup}"
-        return re.sub(r"[^a-z0-9_.-]+", "_", raw.lower())
+        """A file name for the board's plot: readable, and unique per board because it
+        hashes everything that tells boards apart (the readable part is lossy)."""
+        identity = json.dumps(  # a list, so no two boards' fields run together
+            [
+                self.dataset,
+                self.dataset_sha,
+                self.noise_type,
+                self.noise_mode,
+                self.train_config,
+                self.noise_detail,
+            ]
+        )
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+        readable = f"{self.dataset}-{self.noise_type}-{self.noise_mode}".lower()
+        # no leading dot (hidden file), and short enough for any file system
+        readable = re.sub(r"[^a-z0-9_.-]+", "_", readable).lstrip(".")[:80]
+        return f"{readable}-{digest}"
 
 
 def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
@@ -160,6 +214,8 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
                 row["transition_source"] == "estimated",
                 # tuned runs pick params per cell, so they share one row per method
                 TUNED if row["phase"] == "final" else row["params"],
+                # one method name from two origins is two methods
+                row.get("method_origin") or "",
             ),
             {},
         )
@@ -170,7 +226,7 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
 def noise_detail(row: dict[str, Any]) -> str:
     """The part of a run's noise that its type and rate leave open (see Board)."""
     if row["noise_type"] == "transition":
-        return f"T sha {row['transition_sha'][:8]}"
+        return f"T sha {(row['transition_sha'] or '')[:8]}"
     if row["noise_type"] == "asymmetric":
         if row["class_map"] is None:
             return "class map not recorded (schema 1)"
@@ -180,15 +236,22 @@ def noise_detail(row: dict[str, Any]) -> str:
 
 
 class Line(NamedTuple):
-    """A table row: a method, whether its T was estimated, and its params (or TUNED)."""
+    """A table row: a method, whether its T was estimated, its params (or TUNED), and its
+    origin ("" for records older than schema 3, which did not say)."""
 
     method: str
     estimated_t: bool
     params: str
+    origin: str = BUILTIN
 
     @property
     def label(self) -> str:
-        name = self.method + (" [estimated T]" if self.estimated_t else "")
+        """Plain text; escape it for markdown."""
+        name = self.method
+        if self.origin not in (BUILTIN, ""):
+            name += f" [{self.origin}]"
+        if self.estimated_t:
+            name += " [estimated T]"
         if self.params == TUNED:
             return f"{name} (tuned)"
         params = json.loads(self.params)
@@ -200,14 +263,19 @@ class Line(NamedTuple):
 
 
 def describe_setup(train_config: str) -> str:
-    c = json.loads(train_config)
-    hidden = "-".join(str(h) for h in c.get("hidden", []))
-    text = f"{c['model']} {hidden}, {c['epochs']} epochs, {c['optimizer']} lr {c['lr']:g}, batch {c['batch_size']}"
-    if c.get("weight_decay"):
-        text += f", wd {c['weight_decay']:g}"
-    if c.get("warmup"):
-        text += f", CE warm-up {c['warmup']:g}"
-    return text + f", {c['val_fraction']:g} noisy validation"
+    """Plain text; escape it for markdown."""
+    try:
+        c = json.loads(train_config)
+        hidden = "-".join(str(h) for h in c.get("hidden", []))
+        text = f"{c['model']} {hidden}, {c['epochs']} epochs, {c['optimizer']} lr {c['lr']:g}, batch {c['batch_size']}"
+        if c.get("weight_decay"):
+            text += f", wd {c['weight_decay']:g}"
+        if c.get("warmup"):
+            text += f", CE warm-up {c['warmup']:g}"
+        return text + f", {c['val_fraction']:g} noisy validation"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # a config from another version or a hand-made record: show it, do not fail
+        return f"training config {train_config}"
 
 
 def render_table(board: Board, metric: str) -> list[str]:
@@ -264,18 +332,17 @@ def render_markdown(
             "No runs yet. Run `noisebench evaluate --method ce --noise 0.4` to add one."
         )
     for board in tables:
-        title = (
+        title = md_escape(
             f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
         )
         out += [f"## {title}", ""]
         data = f"data sha {board.dataset_sha[:8]}"
         if board.noise_detail:
             data += f", {board.noise_detail}"
-        out += [f"{md_escape(describe_setup(board.train_config))}; {data}.", ""]
-        out += [
-            f"Noise: {NOISE_NOTES[board.noise_type]}. Columns: noise rate r.",
-            "",
-        ]
+        setup = md_escape(f"{describe_setup(board.train_config)}; {data}.")
+        out += [setup, ""]
+        note = NOISE_NOTES.get(board.noise_type, "unknown noise type")
+        out += [f"Noise: {note}. Columns: noise rate r.", ""]
         out += ["Last epoch (`test_acc`):", ""] + render_table(board, "test_acc") + [""]
         out += ["Selected by noisy validation (`test_acc_at_best_val`):", ""]
         out += render_table(board, "test_acc_at_best_val") + [""]
@@ -285,7 +352,7 @@ def render_markdown(
     out.append(
         f"{n_runs} runs shown"
         + (
-            f"; {stale} stale runs of older method versions not shown."
+            f"; {stale} stale runs (older method versions or code) not shown."
             if stale
             else "."
         )
@@ -296,6 +363,8 @@ def render_markdown(
 def plot_board(board: Board, path: Path) -> None:
     """Accuracy against noise rate, one line per method, for both selection rules."""
     import matplotlib
+
+    from noisebench.store import temporary_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -333,7 +402,7 @@ def plot_board(board: Board, path: Path) -> None:
                 [100 * s.mean for s in stats],
                 yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
                 capsize=3,
-                label=key.label,
+                label=_plain(key.label),
                 **style(key),
             )
         ax.set_title(title)
@@ -341,26 +410,42 @@ def plot_board(board: Board, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("clean test accuracy (%)")
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(f"{board.dataset}: {board.noise_type} noise")
+    fig.suptitle(_plain(f"{board.dataset}: {board.noise_type} noise"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    tmp = temporary_path(path)  # a kill mid-save must not leave half a PNG
+    try:
+        with open(tmp, "xb") as f:
+            fig.savefig(f, format="png", dpi=100, metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+
+
+def _plain(text: str) -> str:
+    """User text for matplotlib: a pair of '$' would be parsed as (maybe invalid) math."""
+    return text.replace("$", r"\$")
 
 
 def leaderboard_rows(store: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """(current deduplicated rows, number of stale rows) from a store."""
+    """(current deduplicated rows, number of stale rows the tables would have shown)."""
     from noisebench.store import read_records
 
     rows = dedupe(read_records(store).to_pylist())
     current, stale = split_stale(rows)
-    return current, len(stale)
+    # tuning trials never reach the tables, stale or not: the footer does not count them
+    return current, sum(1 for r in stale if r["phase"] in LEADERBOARD_PHASES)
 
 
 def build(store: str | Path, *, write_plots: bool = True) -> str:
     """Render `<store>/README.md` text; with `write_plots`, also write `<store>/plots/*.png`."""
+    from noisebench.store import clean_temporaries
+
     store = Path(store)
     rows, stale = leaderboard_rows(store)
+    if write_plots:
+        clean_temporaries(store / "plots")
     plots = {}
     for board in boards(rows):
         relative = f"plots/{board.slug}.png"

@@ -3,13 +3,22 @@
 One row per (configuration, seed). A shard is written to a hidden temporary file in
 the same folder and then `os.replace`d into place, so a reader never sees half a file
 and concurrent writers never collide. Shard names carry no information: the rows do.
+Readers check each shard on its own and skip (and name) the ones they cannot trust,
+so one bad file never hides the rest of a store; writers remove the temporaries that
+killed writers left.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
+import sys
+import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +28,7 @@ import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
 
-SCHEMA_VERSION = 2  # 2: class_map
+SCHEMA_VERSION = 3  # 2: class_map; 3: method_origin, method_sha
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -33,6 +42,8 @@ SCHEMA = pa.schema(
         ),  # everything that defines the experiment except the seeds
         ("method", _str),
         ("method_version", _i32),
+        ("method_origin", _str),  # builtin | entry-point:<distribution>
+        ("method_sha", _str),  # 16 hex digits of a hash of the method's source
         ("params", _str),  # canonical JSON
         ("params_hash", _str),
         ("dataset", _str),
@@ -90,6 +101,58 @@ SCHEMA = pa.schema(
 )
 
 
+# Columns added since schema 1; older shards read them as null.
+ADDED_COLUMNS = ("class_map", "method_origin", "method_sha")
+
+STATUSES = ("ok", "diverged", "failed")
+PHASES = ("evaluate", "tune", "final")
+# Columns that readers key, group or sort on (dedupe, split_stale, the tables, the
+# tuner): a row without them cannot be shown or reused, so its shard is refused.
+REQUIRED = (
+    "config_hash",
+    "method",
+    "method_version",
+    "params",
+    "dataset",
+    "dataset_sha",
+    "train_config",
+    "noise_type",
+    "noise_mode",
+    "noise_rate",
+    "seed",
+    "noise_seed",
+    "run_seeds",
+    "phase",
+    "status",
+    "finished_at",
+)
+# A temporary left this long is abandoned whoever made it: a shard takes milliseconds
+# to write, and a pid seen from another host (or recycled here) proves nothing.
+STALE_TEMPORARY_S = 3600.0
+# `.<final name>~<host>~<pid>~<nonce>.tmp`: '~' never occurs in a sanitized host name
+# nor in the names we write, so the fields split without ambiguity.
+_TEMPORARY = re.compile(
+    r"^\.(?P<final>[^~]+)~(?P<host>[^~]+)~(?P<pid>[0-9]+)~[0-9a-f]+\.tmp$"
+)
+_REPORTED: set[str] = set()  # shards already warned about by read_records
+
+
+@dataclass(frozen=True)
+class SkippedShard:
+    path: Path
+    reason: str  # one line
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    table: pa.Table  # every row of every valid shard, cast to SCHEMA
+    skipped: list[SkippedShard]
+
+
+class BadShard(ValueError):
+    """A shard (or rows about to become one) that readers would refuse."""
+
+
 def default_store() -> Path:
     return Path(os.environ.get(STORE_ENV) or "leaderboard")
 
@@ -99,39 +162,103 @@ def runs_dir(store: str | Path) -> Path:
 
 
 def write_records(records: Sequence[dict[str, Any]], store: str | Path) -> Path:
-    """Write one shard atomically and return its path. Rows must match SCHEMA exactly."""
-    table = pa.Table.from_pylist(list(records), schema=SCHEMA)
+    """Write one shard atomically and return its path. Rows must match SCHEMA exactly,
+    and pass the checks readers apply (BadShard otherwise): a shard we write is never
+    one we would skip."""
+    table = validate(pa.Table.from_pylist(list(records), schema=SCHEMA))
     ensure_writable(store)
     folder = runs_dir(store)
+    clean_temporaries(folder)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     final = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-    tmp = folder / f".{final.name}.tmp"
+    tmp = temporary_path(final)
     try:
-        pq.write_table(table, tmp)
+        # A file object, never a path: pyarrow would parse `a:b/runs/...` as a URI.
+        with open(tmp, "xb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not outlive the bytes on a crash
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
     return final
 
 
-def read_records(store: str | Path) -> pa.Table:
-    """Every row of every shard, cast to the current schema (older shards must be castable)."""
+def read_store(store: str | Path) -> StoreContents:
+    """Every valid shard's rows, and the shards skipped with the reason why.
+
+    Each shard is read and checked on its own, so one corrupt, truncated or foreign
+    file costs its own rows, never the store's. Hidden files (temporaries) are ignored.
+    """
+    folder = runs_dir(store)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        names = []  # a store nothing was written to yet
+    except OSError as err:
+        # unreadable is not empty: an empty table here would read as "no runs yet"
+        raise UserError(
+            f"cannot read the store folder {folder}: {err.strerror or err}"
+        ) from None
     shards = sorted(
-        p for p in runs_dir(store).glob("*.parquet") if not p.name.startswith(".")
+        folder / n for n in names if n.endswith(".parquet") and not n.startswith(".")
     )
-    tables = []
+    tables, skipped = [], []
     for path in shards:
         try:
-            tables.append(
-                _upgrade(pq.read_table(path)).select(SCHEMA.names).cast(SCHEMA)
-            )
-        except (pa.ArrowInvalid, KeyError, OSError) as err:
-            raise UserError(f"unreadable shard {path}: {err}") from None
-    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+            tables.append(read_shard(path))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            skipped.append(SkippedShard(path, _one_line(err)))
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return StoreContents(table, skipped)
 
 
-# Columns added since schema 1; older shards read them as null.
-ADDED_COLUMNS = ("class_map",)
+def read_records(store: str | Path) -> pa.Table:
+    """`read_store(store).table`, warning on stderr (once per process per file) about
+    each skipped shard."""
+    contents = read_store(store)
+    for shard in contents.skipped:
+        key = os.path.abspath(shard.path)
+        if key not in _REPORTED:
+            _REPORTED.add(key)
+            where = str(shard.path)
+            where = where if where.isprintable() else repr(where)  # one line, always
+            print(f"warning: skipped shard {where}: {shard.reason}", file=sys.stderr)
+    return contents.table
+
+
+def read_shard(path: Path) -> pa.Table:
+    """One shard cast to SCHEMA; BadShard (or an Arrow/OS error) when it is not valid."""
+    if path.stat().st_size == 0:
+        raise BadShard("empty file (0 bytes)")
+    # A file object, never a path: pyarrow would parse `a:b/runs/...` as a URI.
+    with open(path, "rb") as f:
+        table = pq.read_table(f)
+    return validate(_conform(table))
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """`table` with exactly SCHEMA's columns and types, older schemas upgraded."""
+    names = table.column_names
+    if len(set(names)) != len(names):
+        raise BadShard("duplicate column names")
+    missing = [n for n in SCHEMA.names if n not in names and n not in ADDED_COLUMNS]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BadShard(f"not a noisebench shard: no column {missing[0]!r}{more}")
+    table = _upgrade(table)
+    for field in SCHEMA:
+        actual = table.schema.field(field.name).type
+        if not _same_type(actual, field.type):
+            raise BadShard(f"column {field.name!r} is {actual}, expected {field.type}")
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
+    # Parquet renames a list's item field ("element"); only the value type matters.
+    if pa.types.is_list(actual) and pa.types.is_list(expected):
+        return _same_type(actual.value_type, expected.value_type)
+    return actual.equals(expected)
 
 
 def _upgrade(table: pa.Table) -> pa.Table:
@@ -142,8 +269,154 @@ def _upgrade(table: pa.Table) -> pa.Table:
     return table
 
 
+def validate(table: pa.Table) -> pa.Table:
+    """`table` (of SCHEMA) itself, or BadShard naming the first value readers would
+    choke on or misread: nulls where readers key or group, unknown noise types,
+    statuses and phases, invalid method names, and JSON fields that are not objects."""
+    from noisebench.noise import NOISE_TYPES
+    from noisebench.registry import NAME_RE
+
+    for name in REQUIRED:
+        if table.column(name).null_count:
+            raise BadShard(f"column {name!r} has nulls")
+
+    def column(name: str) -> list[Any]:
+        return table.column(name).to_pylist()
+
+    checks = {
+        "noise_type": lambda v: v in NOISE_TYPES,
+        "status": lambda v: v in STATUSES,
+        "phase": lambda v: v in PHASES,
+        "method": lambda v: NAME_RE.match(v) is not None,
+        "params": _is_json_object,
+        "train_config": _is_json_object,
+        "class_map": lambda v: v is None or _is_json_object(v),
+    }
+    for name, ok in checks.items():
+        for i, value in enumerate(column(name)):
+            if not ok(value):
+                raise BadShard(f"row {i}: invalid {name} {_show(value)}")
+    for i, (kind, sha) in enumerate(
+        zip(column("noise_type"), column("transition_sha"), strict=True)
+    ):
+        if kind == "transition" and sha is None:
+            raise BadShard(f"row {i}: transition noise without a transition_sha")
+    return table
+
+
+def _is_json_object(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
+        return False
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)  # repr keeps control characters off the warning line
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def temporary_path(final: Path) -> Path:
+    """A hidden sibling of `final` to write before `os.replace`; its name says which
+    host and process made it, so `clean_temporaries` knows when it is abandoned."""
+    return final.with_name(
+        f".{final.name}~{_host()}~{os.getpid()}~{uuid.uuid4().hex[:8]}.tmp"
+    )
+
+
+def clean_temporaries(
+    folder: Path, *, final_name: str | None = None, now: float | None = None
+) -> list[Path]:
+    """Remove the hidden temporaries (of `final_name` only, if given) in `folder` that a
+    killed writer left: those of dead processes of this host, and those older than
+    STALE_TEMPORARY_S whoever made them. Never a young one of another host (stores may
+    live on a network file system) or of a live process. Returns what it removed."""
+    now = time.time() if now is None else now
+    prefix = f".{final_name}" if final_name else "."
+    host = _host()
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # no folder, or unreadable: nothing we could clean
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue  # gone meanwhile
+        match = _TEMPORARY.match(entry.name)
+        orphan = (
+            match is not None
+            and match["host"] == host
+            and not _alive(int(match["pid"]))
+        )
+        if orphan or age > STALE_TEMPORARY_S:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue  # another cleaner was faster, or we may not: harmless
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "unknown-host"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host may still be running (True when unsure)."""
+    if pid <= 0 or os.name == "nt":  # kill(pid, 0) would signal a group, or kill
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # EPERM: it exists, as another user
+        return True
+    return True
+
+
+def check_store(store: str | Path) -> None:
+    """Raise UserError (one line) unless records could be written under `store`.
+
+    Creates nothing, so a command that is rejected later leaves no folder behind: the
+    nearest existing ancestor of `<store>/runs` must be a writable directory.
+    """
+    folder = runs_dir(store)
+    probe = folder
+    try:
+        while not probe.exists():
+            if probe.is_symlink():
+                raise UserError(
+                    f"cannot use the store {store}: {probe} is a broken symbolic link"
+                )
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UserError(f"cannot use the store {store}: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"cannot use the store {store}: {probe} is not writable")
+    except OSError as err:
+        raise UserError(
+            f"cannot use the store {store}: {err.strerror or err}"
+        ) from None
+
+
 def ensure_writable(store: str | Path) -> None:
-    """Fail before training, not after, when records could not be written."""
+    """check_store, then create `<store>/runs`. Fail before training, not after."""
+    check_store(store)
     folder = runs_dir(store)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,5 +424,3 @@ def ensure_writable(store: str | Path) -> None:
         raise UserError(
             f"cannot create the store folder {folder}: {err.strerror}"
         ) from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"the store folder {folder} is not writable")

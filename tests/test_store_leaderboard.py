@@ -14,6 +14,7 @@ from noisebench import leaderboard as lb
 from noisebench.store import SCHEMA, read_records, write_records
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SHA = "0123456789abcdef"
 TRAIN = json.dumps(
     {
         "model": "mlp",
@@ -37,6 +38,8 @@ def record(**overrides):
         "config_hash": "c-" + overrides.get("method", "ce"),
         "method": "ce",
         "method_version": 1,
+        "method_origin": "builtin",
+        "method_sha": SHA,
         "params": "{}",
         "params_hash": "p",
         "dataset": "digits",
@@ -109,8 +112,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     def half_write(table, where):
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half")
+        where.write(b"PAR1 half")
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", half_write)
@@ -130,16 +132,100 @@ def test_dedupe_keeps_the_newest_record_per_key():
     assert sorted((r["seed"], r["test_acc"]) for r in kept) == [(0, 0.9), (1, 0.5)]
 
 
-def test_stale_method_versions_are_set_aside():
-    current, stale = lb.split_stale(
-        [
-            record(method="ls", method_version=1),
-            record(method="ls", method_version=0),
-            record(method="not_installed_plugin"),
-        ]
+@pytest.fixture
+def registered(monkeypatch):
+    """Registers `ls` (version 2, builtin, source SHA) in a registry of its own, so the
+    staleness rules are tested without the real methods' hashes."""
+    from types import SimpleNamespace
+
+    from noisebench import registry
+
+    registry.discover()  # now, so that it cannot load the real methods into ours
+    fake = registry.Registry("method")
+    fake.register(
+        "ls",
+        SimpleNamespace(version=2, origin="builtin", source_sha=SHA),
+        origin="test",
     )
-    assert [r["method_version"] for r in stale] == [0]
-    assert len(current) == 2  # an unknown plugin's rows are shown, not judged
+    monkeypatch.setattr(registry, "METHODS", fake)
+
+
+def test_stale_method_versions_and_code_are_set_aside(registered):
+    other = "fedcba9876543210"
+    rows = {
+        "current": record(method="ls", method_version=2),
+        "old version": record(method="ls", method_version=1),
+        "other code": record(method="ls", method_version=2, method_sha=other),
+        "schema 2": record(
+            method="ls", method_version=2, method_origin=None, method_sha=None
+        ),
+        # another origin's code cannot be compared with ours: only its version counts
+        "plugin": record(
+            method="ls",
+            method_version=2,
+            method_origin="entry-point:lsplug",
+            method_sha=other,
+        ),
+        "plugin, old version": record(
+            method="ls", method_version=1, method_origin="entry-point:lsplug"
+        ),
+        # an unknown method's rows are shown, not judged, whatever they say
+        "not installed": record(method="gone", method_sha=None, method_origin=None),
+    }
+    for name, row in rows.items():
+        row["run_id"] = name
+    current, stale = lb.split_stale(rows.values())
+    assert sorted(r["run_id"] for r in current) == [
+        "current",
+        "not installed",
+        "plugin",
+    ]
+    assert sorted(r["run_id"] for r in stale) == [
+        "old version",
+        "other code",
+        "plugin, old version",
+        "schema 2",
+    ]
+
+
+def test_stale_runs_are_counted_on_the_page(registered, tmp_path):
+    write_records(
+        [record(method="ls", method_version=2, seed=s) for s in (0, 1)]
+        + [record(method="ls", method_version=2, method_sha=None, seed=2)]
+        # a stale tuning trial would not have been shown anyway
+        + [record(method="ls", method_version=1, phase="tune", seed=3)],
+        tmp_path,
+    )
+    text = lb.build(tmp_path, write_plots=False)
+    assert "| ls | **50.0 ± 0.0** (2) |" in text
+    assert text.endswith(
+        "2 runs shown; 1 stale runs (older method versions or code) not shown.\n"
+    )
+
+
+def test_one_method_name_from_two_origins_is_two_rows():
+    rows = [record(method="ls", seed=s, test_acc=0.8) for s in (0, 1)]
+    rows += [
+        record(
+            method="ls",
+            method_origin="entry-point:ls-plugin",
+            config_hash="c-plugin",
+            seed=s,
+            test_acc=0.4,
+        )
+        for s in (0, 1)
+    ]
+    text = lb.render_markdown(rows)
+    assert "| ls | **80.0 ± 0.0** (2) |" in text
+    assert "| ls \\[entry-point:ls-plugin\\] | 40.0 ± 0.0 (2) |" in text
+
+
+def test_legacy_rows_without_an_origin_are_labelled_plainly():
+    rows = [
+        record(method="gone", method_origin=None, method_sha=None, seed=s)
+        for s in (0, 1)
+    ]
+    assert "| gone | **50.0 ± 0.0** (2) |" in lb.render_markdown(rows)
 
 
 def test_stat_is_mean_and_sample_std():
