@@ -129,7 +129,7 @@ def _check_kind(name: str, value: Any) -> None:
     if kind == _INT:
         ok = _is_int(value)
     elif kind == _FLOAT:
-        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        ok = _is_int(value) or (isinstance(value, float) and math.isfinite(value))
     elif kind == _STR:
         ok = isinstance(value, str)
     else:
@@ -139,4 +139,5 @@ def _check_kind(name: str, value: Any) -> None:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    # bounded, so that a 400-digit integer is a wrong value, not an OverflowError
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63

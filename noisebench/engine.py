@@ -199,7 +199,7 @@ def probe_loss(
         )
     if not torch.isfinite(loss):
         raise UserError(
-            f"{name} returned a non-finite loss ({float(loss)}) on a probe batch"
+            f"{name} returned a non-finite loss ({float(loss.detach())}) on a probe batch"
         )
     if not loss.requires_grad:
         raise UserError(f"{name} returned a loss with no gradient on a probe batch")

@@ -112,7 +112,7 @@ class Method:
     origin: str = "builtin"
     # a hash of its module's syntax tree (comments, formatting and docstrings left
     # out): records made by other code are never mistaken for this method's
-    source_sha: str | None = None
+    source_sha: str = ""
 
     def __call__(self, logits, labels, ctx: Context, **params: Any):
         return self.fn(logits, labels, ctx, **params)
@@ -261,17 +261,19 @@ def register_method(
     return decorate
 
 
-def source_sha(fn: Callable[..., Any]) -> str | None:
+def source_sha(fn: Callable[..., Any]) -> str:
     """A short hash of the syntax tree of the module that defines `fn` (of `fn` alone
-    when the module's source cannot be read). Comments, formatting and docstrings do not
-    count: they cannot change a number."""
+    when the module's source cannot be read, of its bytecode when no source exists).
+    Comments, formatting and docstrings do not count: they cannot change a number."""
     try:
         tree = ast.parse(Path(inspect.getsourcefile(fn) or "").read_text())
     except (OSError, TypeError, SyntaxError, ValueError):
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-        except (OSError, TypeError, SyntaxError):
-            return None
+        except (OSError, TypeError, SyntaxError):  # no source at all (a REPL): bytecode
+            code = getattr(fn, "__code__", None)
+            blob = repr((code.co_code, code.co_consts)) if code else repr(fn)
+            return hashlib.sha256(blob.encode()).hexdigest()[:16]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (

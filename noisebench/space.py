@@ -9,8 +9,14 @@ Real `optuna.distributions` objects are accepted too (see `as_distribution`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(
+    r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|nan)", re.IGNORECASE
+)
 
 
 def _is_real(value: Any) -> bool:
@@ -24,7 +30,11 @@ class Float:
     log: bool = False
 
     def parse(self, text: str) -> float:
-        return float(text)
+        # plain ASCII numbers only: Python's float() also takes "1_0" and Arabic-Indic
+        # digits; and -0.0 is 0.0, one row on the leaderboard, not two
+        if not _NUMBER.fullmatch(text.strip()):
+            raise ValueError(f"not a number: {text!r}")
+        return float(text) + 0.0
 
     def accepts(self, value: Any) -> bool:
         return _is_real(value) and math.isfinite(value)
@@ -48,6 +58,8 @@ class Int:
     log: bool = False
 
     def parse(self, text: str) -> int:
+        if not _INTEGER.fullmatch(text.strip()):
+            raise ValueError(f"not an integer: {text!r}")
         return int(text)
 
     def accepts(self, value: Any) -> bool:

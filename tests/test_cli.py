@@ -344,6 +344,8 @@ def test_light_commands_do_not_import_heavy_libraries(args):
     [
         (("evaluate",), "RunOptions"),
         (("tune",), "RunOptions"),
+        (("evaluate",), "SeedOptions"),
+        (("tune",), "FinalSeedOptions"),
         (("noise", "show"), "NoiseOptions"),
         (("noise", "export"), "NoiseOptions"),
     ],
@@ -366,7 +368,7 @@ def test_commands_take_every_option_of_their_shared_group(command, group):
     assert expected <= flags
     # the group's required options (--method) stay required
     required = {p.opts[0] for p in click_command.params if p.required}
-    assert ("--method" in required) == (group == "RunOptions")
+    assert ("--method" in required) == (command[0] in ("evaluate", "tune"))
 
 
 def test_shared_options_reach_the_command_with_their_values(tmp_path):
@@ -430,3 +432,126 @@ def test_asymmetric_runs_record_their_class_map(tmp_path):
     recorded = json.loads(rows["asymmetric"]["class_map"])
     assert {int(k): v for k, v in recorded.items()} == card_map
     assert rows["symmetric"]["class_map"] is None
+
+
+TINY = ["--epochs", "2", "--hidden", "16"]
+
+
+def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(tmp_path):
+    """A rerun (after a kill, say) completes the work without duplicates; --rerun
+    trains again."""
+    args = ["evaluate", "--method", "ls", *TINY, "--store", str(tmp_path), "--json"]
+    first = json.loads(invoke(*args, "--seeds", "2").stdout)
+    more = json.loads(invoke(*args, "--seeds", "3").stdout)
+    assert (first["reused"], more["reused"]) == (0, 2)
+    assert [r["test_acc"] for r in more["runs"][:2]] == [
+        r["test_acc"] for r in first["runs"]
+    ]
+    rows = read_records(tmp_path).to_pylist()
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]  # each seed once
+    again = json.loads(invoke(*args, "--seeds", "3", "--rerun").stdout)
+    assert again["reused"] == 0 and len(read_records(tmp_path)) == 6
+    # another configuration (here: other params) never reuses these records
+    other = json.loads(invoke(*args, "--seeds", "2", "--param", "smoothing=0.2").stdout)
+    assert other["reused"] == 0
+
+
+def test_json_is_strict_and_rich_markup_in_user_strings_is_printed_as_is(tmp_path):
+    """A diverged seed's NaN metrics are null in --json (bare NaN is not JSON), and a
+    dataset named like rich markup keeps its brackets in the table title."""
+    data = tmp_path / "[bold]odd[-].csv"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    labels = (x[:, 0] > 0).astype(int)
+    lines = ["a,b,c,label"] + [
+        f"{u},{v},{w},{y}" for (u, v, w), y in zip(x, labels, strict=True)
+    ]
+    data.write_text("\n".join(lines) + "\n")
+    args = ["evaluate", "--method", "gls", "--param", "smooth_rate=-20", "--no-record"]
+    args += [
+        "--dataset",
+        str(data),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "5",
+        "--epochs",
+        "30",
+    ]
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(c))
+    assert {r["status"] for r in out["runs"]} == {"diverged"}
+    assert out["summary"]["test_acc"] == {"mean": None, "std": None, "n": 0}
+    table = invoke(*args)
+    assert table.exit_code == 0, table.stderr
+    assert "[bold]odd[-]" in table.stdout
+
+
+def test_tune_takes_the_seed_options_and_says_where_records_went(tmp_path):
+    store = tmp_path / "store"
+    args = ["tune", "--method", "ls", *TINY, "--trials", "2", "--tune-seeds", "1"]
+    result = invoke(
+        *args, "--seeds", "2", "--first-seed", "7", "--noise-seed", "3",
+        "--store", str(store), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [r["seed"] for r in out["final"]["runs"]] == [7, 8]
+    assert {r["noise_seed"] for r in out["final"]["runs"]} == {3}
+    assert out["records"] == str(store / "runs")
+    rows = read_records(store).to_pylist()
+    assert {r["noise_seed"] for r in rows} == {3}  # tuning runs too
+    assert {r["seed"] for r in rows if r["phase"] == "final"} == {7, 8}
+    # --no-record: nothing is written, not even the study
+    quiet = tmp_path / "quiet"
+    result = invoke(*args, "--no-record", "--store", str(quiet))
+    assert result.exit_code == 0, result.stderr
+    assert "nowhere (--no-record); study in memory" in result.stdout
+    assert not quiet.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--first-seed", "999", "--seeds", "3"], "overlap the tuning seeds"),
+        (["--seeds", "0"], "--seeds must lie in [1, 10000]"),
+        (["--lr", "inf"], "--lr must be a finite number"),
+        (["--no-record", "--workers", "2"], "--workers cannot share"),
+    ],
+)
+def test_rejected_tune_creates_nothing(tmp_path, args, message):
+    store = tmp_path / "store"
+    result = invoke("tune", "--method", "ls", *TINY, "--store", str(store), *args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
+    assert not store.exists()
+
+
+def test_rejected_sweep_creates_nothing(tmp_path):
+    suite = tmp_path / "bad.toml"
+    suite.write_text(
+        'methods = ["ls", "nosuch"]\n[[noise]]\ntype = "symmetric"\nrates = [0.2]\n'
+    )
+    store = tmp_path / "store"
+    result = invoke("sweep", "--suite", str(suite), "--store", str(store))
+    assert result.exit_code == 2 and "unknown method 'nosuch'" in result.stderr
+    assert not store.exists()
+
+
+def test_store_paths_that_cannot_hold_records_fail_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke(
+        "evaluate", "--method", "ls", *TINY, "--store", str(blocker / "store")
+    )
+    assert result.exit_code == 2 and str(blocker) in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_relative_store_with_a_colon_keeps_its_records(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("evaluate", "--method", "ls", *TINY, "--store", "a:b")
+    assert result.exit_code == 0, result.stderr
+    assert len(read_records(tmp_path / "a:b")) == 3

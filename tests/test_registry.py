@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -233,3 +234,166 @@ def test_contract_catches_a_method_that_does_not_learn():
 
     with pytest.raises(AssertionError, match="test accuracy"):
         check_smoke_fit(_method(ignores_labels))
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch, tmp_path):
+    """Discovery from scratch over a methods/ folder of the test's own."""
+    from noisebench import registry
+
+    folder = tmp_path / "methods"
+    folder.mkdir()
+    monkeypatch.setattr(registry, "METHODS", Registry("method"))
+    monkeypatch.setattr(registry, "_LOAD_ERRORS", {})
+    monkeypatch.setattr(registry, "_CONTESTED", {})
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "builtin_dir", lambda kind: folder)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    for name in ("ce", "ls"):
+        (folder / f"{name}.py").write_text(
+            (builtin_dir("methods") / f"{name}.py").read_text()
+        )
+    return folder
+
+
+def test_a_method_file_cannot_take_another_files_name(fresh_registry):
+    """methods/aaa.py sorts before ls.py and registers "ls": it is refused whole, and
+    the built-in ls is the one that runs."""
+    (fresh_registry / "aaa.py").write_text(_CE_PLUGIN.format(name="ls"))
+    (fresh_registry / "extra.py").write_text(
+        _CE_PLUGIN.format(name="extra") + _CE_PLUGIN.format(name="sneaky")
+    )
+    assert list_methods() == ["ce", "ls"]
+    assert get_method("ls").fn.__module__ == "noisebench_methods.ls"
+    errors = noisebench.registry.load_errors()
+    assert "registers 'ls'" in errors[str(fresh_registry / "aaa.py")]
+    assert "'extra', 'sneaky'" in errors[str(fresh_registry / "extra.py")]
+    with pytest.raises(UserError, match="method 'extra' failed to load"):
+        get_method("extra")
+
+
+def test_a_broken_builtin_keeps_its_name_reserved(fresh_registry):
+    (fresh_registry / "ls.py").write_text("raise RuntimeError('broken on purpose')\n")
+    assert list_methods() == ["ce"]
+    with pytest.raises(UserError, match="'ls' failed to load.*broken on purpose"):
+        get_method("ls")
+
+
+def test_source_hash_ignores_comments_formatting_and_docstrings(tmp_path):
+    from noisebench.registry import source_sha
+
+    def load(text: str):
+        path = tmp_path / f"m{abs(hash(text))}.py"
+        path.write_text(textwrap.dedent(text))
+        return runpy.run_path(str(path))["loss"]
+
+    base = load('''
+        def loss(logits, labels, ctx):
+            """Doc."""
+            return logits.sum()
+    ''')
+    cosmetic = load('''
+        # a comment
+        def loss(logits,labels,ctx):
+            """Another docstring."""
+            return logits.sum()   # trailing
+    ''')
+    changed = load("""
+        def loss(logits, labels, ctx):
+            return 2 * logits.sum()
+    """)
+    assert source_sha(base) == source_sha(cosmetic) != source_sha(changed)
+    assert len(source_sha(base)) == 16
+    # no source at all (built in a REPL): the bytecode still tells code apart
+    assert source_sha(eval("lambda z, y, c: z.sum()")) != source_sha(
+        eval("lambda z, y, c: 2 * z.sum()")
+    )
+
+
+def test_records_carry_the_methods_origin_and_source_hash():
+    from noisebench.data import resolve_card
+    from noisebench.experiment import RunSpec, prepare, run, train_config_for
+    from noisebench.noise import NoiseSpec
+
+    spec = RunSpec(
+        method="ls",
+        params={"smoothing": 0.1},
+        dataset="digits",
+        noise=NoiseSpec(rate=0.2),
+        train=train_config_for(resolve_card("digits"), epochs=1, hidden=[8]),
+        seeds=(0,),
+        device="cpu",
+    )
+    (record,) = run(prepare(spec))
+    ls = get_method("ls")
+    assert record["method_origin"] == "builtin" == ls.origin
+    assert record["method_sha"] == ls.source_sha
+
+
+def test_local_method_files_of_a_wheel_install_are_named(tmp_path, monkeypatch):
+    """Installed without -e, noisebench runs its own copy of the built-ins: a file
+    added to ./methods/ is not loaded, and noisebench says so instead of ignoring it."""
+    from noisebench import registry
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "mine.py").write_text(_CE_PLUGIN.format(name="mine"))
+    (tmp_path / "methods" / "ls.py").write_text("# edited\n")
+    notes = registry.unloaded_local_files()
+    assert any(n.startswith("methods/mine.py is not loaded") for n in notes)
+    assert any(n.startswith("methods/ls.py differs") for n in notes)
+    with pytest.raises(
+        UserError, match="methods/mine.py is not loaded.*pip install -e"
+    ):
+        get_method("mine")
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (lambda z, y, ctx: F.cross_entropy(z, y, reduction="none"), r"returned \(8,\)"),
+        (lambda z, y, ctx: z.sum() * float("nan"), "non-finite loss"),
+        (lambda z, y, ctx: 1 / 0, "raised ZeroDivisionError"),
+        (lambda z, y, ctx: 0.5, "returned float"),
+        (lambda z, y, ctx: torch.tensor(1.0), "no gradient"),
+    ],
+)
+def test_a_broken_loss_is_refused_before_training(fn, message):
+    from noisebench.engine import probe_loss
+
+    with pytest.raises(UserError, match=message):
+        probe_loss(_method(fn), {}, num_classes=10)
+    probe_loss(
+        get_method("ls"), {"smoothing": 0.1}, num_classes=10
+    )  # a good one passes
+
+
+def test_a_plugin_returning_a_non_scalar_loss_is_reported_with_its_file(tmp_path):
+    """Through the CLI: the plugin's run fails with one line naming its origin, before
+    any record; every other method still lists and runs."""
+    _plugin(
+        tmp_path,
+        "nb_vector",
+        """
+        import torch.nn.functional as F
+        from noisebench import register_method
+
+        @register_method("vector_loss", search_space={}, defaults={})
+        def loss(logits, labels, ctx):
+            return F.cross_entropy(logits.float(), labels, reduction="none")
+        """,
+    )
+    store = tmp_path / "store"
+    out = _noisebench(
+        tmp_path, "evaluate", "--method", "vector_loss", "--epochs", "1",
+        "--store", str(store),
+    )  # fmt: skip
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert "vector_loss" in line and "nb_vector" in line and "scalar" in line
+    assert not store.exists()
+    out = _noisebench(
+        tmp_path, "evaluate", "--method", "ce", "--epochs", "1", "--seeds", "1",
+        "--no-record",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr

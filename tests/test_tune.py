@@ -394,3 +394,30 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(tmp_pat
     assert storage.get_trial(alive).state == TrialState.RUNNING
     # and the retry callback queued the dead trial again
     assert [t.state for t in study.get_trials()].count(TrialState.WAITING) == 1
+
+
+def test_a_failed_cell_says_why_and_the_same_command_retries_it(tmp_path, monkeypatch):
+    import noisebench.tune
+    from noisebench.sweep import load_suite, sweep
+
+    name = write_suite(tmp_path, "flaky", methods=["ce", "ls"], rates=[0.2])
+    suite = load_suite(name, tmp_path)
+    real = noisebench.tune.tune
+
+    def flaky(spec, **kw):
+        if spec.base.method == "ls":
+            raise RuntimeError("out of disk, say")
+        return real(spec, **kw)
+
+    monkeypatch.setattr(noisebench.tune, "tune", flaky)
+    with pytest.raises(UserError) as err:
+        sweep(suite, store=tmp_path)
+    message = str(err.value)
+    assert "ls / symmetric 0.2 (RuntimeError: out of disk, say)" in message
+    assert "ce /" not in message and "retries" in message
+    monkeypatch.setattr(noisebench.tune, "tune", real)
+    cells = sweep(suite, store=tmp_path)  # before the fix: "cells failed" for ever
+    assert [(c.cell.method, c.ran, len(c.final)) for c in cells] == [
+        ("ce", False, 2),
+        ("ls", True, 2),
+    ]
