@@ -6,19 +6,15 @@ so a bad request never leaves a partial record behind.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
-import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from noisebench import records
 from noisebench.config import TrainConfig
 from noisebench.data import Card, Dataset, load_dataset, resolve_card, stratified_split
 from noisebench.errors import UserError, unknown
@@ -236,10 +232,10 @@ def run(
     finished = datetime.now(timezone.utc)
 
     seconds = estimator_seconds + result.seconds
-    common = _common_fields(prepared, device, started, finished, seconds)
+    common = records.common_fields(prepared, device, started, finished, seconds)
     y_clean = torch.as_tensor(ds.y)
     y_test = torch.as_tensor(ds.y_test)
-    records = []
+    rows = []
     for s, (seed, noise_seed) in enumerate(
         zip(spec.seeds, spec.noise_seeds, strict=True)
     ):
@@ -260,7 +256,7 @@ def run(
                 "status": "diverged",
                 "error": f"non-finite loss in epoch {int(result.diverged_at[s]) + 1}",
             }
-            record |= dict.fromkeys(_METRICS)
+            record |= dict.fromkeys(records.METRICS)
         else:
             train = torch.as_tensor(prepared.train_idx[s])
             logits = result.pool_logits[s][train]
@@ -281,8 +277,8 @@ def run(
                 ),
             }
             record |= _test_metrics(result, s, y_test) if score_test else {}
-        records.append(record)
-    return records
+        rows.append(record)
+    return rows
 
 
 # The estimate of the configuration run last: a tuning study's trials differ only in
@@ -306,7 +302,9 @@ def estimator_identity(prepared: Prepared) -> dict[str, Any]:
 def _with_estimated_transition(prepared: Prepared, task, device):
     """The task with each member's T̂, and the seconds spent estimating it (0 when the
     last configuration run was this one)."""
-    key = canonical_json({**estimator_identity(prepared), "device": str(device)})
+    key = records.canonical_json(
+        {**estimator_identity(prepared), "device": str(device)}
+    )
     fresh = key not in _ESTIMATES
     if fresh:
         _ESTIMATES.clear()  # one configuration at a time
@@ -362,147 +360,3 @@ def _last_finite(curve) -> float:
 
     finite = curve[torch.isfinite(curve)]
     return float(finite[-1]) if finite.numel() else float("nan")
-
-
-_METRICS = (
-    "test_acc",
-    "test_acc_at_best_val",
-    "best_epoch",
-    "val_acc",
-    "best_val_acc",
-    "ece",
-    "nll",
-    "brier",
-    "mem_noisy",
-    "mem_clean",
-    "flip_auroc",
-)
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
-
-
-def _sha(obj: Any) -> str:
-    data = (
-        obj.tobytes() if isinstance(obj, np.ndarray) else canonical_json(obj).encode()
-    )
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def config_identity(prepared: Prepared) -> dict[str, Any]:
-    """Everything that defines the experiment except its seeds: the leaderboard's key."""
-    spec = prepared.spec
-    return {
-        "method": spec.method,
-        "method_version": prepared.method.version,
-        # a plugin's records never stand for a built-in's, nor old code's for new code's
-        "method_origin": prepared.method.origin,
-        "method_sha": prepared.method.source_sha,
-        "params": spec.params,
-        "dataset": prepared.dataset.name,
-        "dataset_sha": prepared.dataset.sha,
-        "train": asdict(spec.train),
-        "noise": {
-            "kind": spec.noise.kind,
-            "rate": spec.noise.rate,
-            "mode": spec.noise.mode,
-        },
-        "transition_sha": matrix_sha(prepared.transition),
-        "transition_source": spec.transition,
-    }
-
-
-def config_hash(prepared: Prepared) -> str:
-    return _sha(config_identity(prepared))
-
-
-def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, Any]]:
-    """This configuration's finished records already in the store, by seed: the newest
-    per seed, of the same phase and noise seed, `ok` or `diverged` (a run that failed
-    is not finished work)."""
-    from noisebench.leaderboard import dedupe
-    from noisebench.store import read_records, runs_dir
-
-    if not runs_dir(store).is_dir():
-        return {}
-    spec, key = prepared.spec, config_hash(prepared)
-    noise_seed_of = dict(zip(spec.seeds, spec.noise_seeds, strict=True))
-    table = read_records(store)
-    mine = table.filter(np.asarray(table.column("config_hash")) == key)
-    return {
-        r["seed"]: r
-        for r in dedupe(mine.to_pylist())
-        if r["phase"] == spec.phase
-        and r["status"] in ("ok", "diverged")
-        and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
-    }
-
-
-def _common_fields(
-    prepared: Prepared, device, started, finished, seconds
-) -> dict[str, Any]:
-    import torch
-
-    from noisebench import __version__
-    from noisebench.store import SCHEMA_VERSION
-
-    spec = prepared.spec
-    members = len(spec.seeds)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "config_hash": config_hash(prepared),
-        "method": spec.method,
-        "method_version": prepared.method.version,
-        "method_origin": prepared.method.origin,
-        "method_sha": prepared.method.source_sha,
-        "params": canonical_json(spec.params),
-        "params_hash": _sha(spec.params),
-        "dataset": prepared.dataset.name,
-        "dataset_sha": prepared.dataset.sha,
-        "model": spec.train.model,
-        "train_config": canonical_json(asdict(spec.train)),
-        "epochs": spec.train.epochs,
-        "noise_type": spec.noise.kind,
-        "noise_mode": spec.noise.mode,
-        "noise_rate": float(spec.noise.rate),
-        "transition_sha": matrix_sha(prepared.transition),
-        "transition_source": spec.transition,
-        "class_map": canonical_json(prepared.dataset.class_map)
-        if spec.noise.kind == "asymmetric"
-        else None,
-        "run_seeds": [int(s) for s in spec.seeds],
-        "phase": spec.phase,
-        "study": spec.study,
-        "trial": spec.trial,
-        "wall_time_s": seconds / members,
-        "ensemble_size": members,
-        "noisebench_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (platform.processor() or platform.machine()),
-        "git_sha": _git_sha(),
-        "started_at": started,
-        "finished_at": finished,
-    }
-
-
-def _git_sha() -> str | None:
-    """The source checkout's commit, when noisebench runs from one (never from a wheel)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None

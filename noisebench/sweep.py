@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from noisebench.errors import UserError
-from noisebench.experiment import canonical_json
+from noisebench.records import canonical_json
 
 try:
     import tomllib

@@ -25,7 +25,8 @@ from typing import Any
 import optuna
 
 from noisebench.errors import UserError
-from noisebench.experiment import Prepared, RunSpec, canonical_json, prepare, run
+from noisebench.experiment import Prepared, RunSpec, prepare, run
+from noisebench.records import canonical_json
 from noisebench.space import Categorical, Float, Int
 
 TUNE_SEED_OFFSET = 1000

@@ -41,7 +41,8 @@ def evaluate(
     reported from it, not trained again, so a rerun after an interruption only does
     the missing work.
     """
-    from noisebench.experiment import prepare, stored_runs
+    from noisebench.experiment import prepare
+    from noisebench.records import stored_runs
     from noisebench.store import ensure_writable, write_records
 
     store = seeding.store_path()  # checked; nothing is created before validation
