@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from noisebench.errors import UserError, did_you_mean, unknown
+from noisebench.errors import UserError, did_you_mean, dtype_name, unknown
 from noisebench.registry import builtin_dir
 from noisebench.sampling import derive_seed, largest_remainder
 
@@ -466,18 +466,6 @@ def _clean(card: Card, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-_KINDS = {
-    "b": "booleans",
-    "c": "complex numbers",
-    "U": "strings",
-    "S": "bytes",
-    "O": "Python objects",
-    "M": "dates",
-    "m": "time spans",
-    "V": "records",
-}
-
-
 def _features(card: Card, x: Any, what: str) -> np.ndarray:
     """(N, D) float32, D >= 1, finite. An (N, H, W) image stack becomes (N, H*W)."""
     where = f"dataset {card.name} ({what} split)"
@@ -486,9 +474,7 @@ def _features(card: Card, x: Any, what: str) -> np.ndarray:
     except (TypeError, ValueError):  # ragged rows
         raise UserError(f"{where}: features must be a table of numbers") from None
     if x.dtype.kind not in "biuf":
-        raise UserError(
-            f"{where}: features must be numbers, got {_KINDS.get(x.dtype.kind, x.dtype)}"
-        )
+        raise UserError(f"{where}: features must be numbers, got {dtype_name(x.dtype)}")
     if x.ndim == 0:
         raise UserError(f"{where}: features must be a table of numbers, got a scalar")
     if len(x) == 0:
@@ -524,7 +510,7 @@ def _labels(card: Card, y: Any, what: str) -> np.ndarray:
     kind = y.dtype.kind
     if kind not in "biufUS":
         raise UserError(
-            f"{where}: labels must be integers or strings, not {_KINDS.get(kind, y.dtype)}"
+            f"{where}: labels must be integers or strings, not {dtype_name(y.dtype)}"
         )
     if kind == "f":
         missing = np.isnan(y)

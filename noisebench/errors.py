@@ -22,3 +22,20 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> UserError:
         f"unknown {kind} '{name}'{did_you_mean(name, choices)}; "
         f"choose from: {', '.join(choices)}"
     )
+
+
+_DTYPE_KINDS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "strings",
+    "S": "bytes",
+    "O": "Python objects",
+    "M": "dates",
+    "m": "time spans",
+    "V": "records",
+}
+
+
+def dtype_name(dtype) -> str:
+    """What a numpy dtype holds, in words, for messages ("complex numbers")."""
+    return _DTYPE_KINDS.get(getattr(dtype, "kind", ""), str(dtype))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from noisebench.errors import UserError, unknown
+from noisebench.errors import UserError, dtype_name, unknown
 from noisebench.sampling import largest_remainder
 
 NOISE_TYPES = ("symmetric", "uniform", "pairflip", "asymmetric", "transition")
@@ -142,7 +142,7 @@ def _read_npy(path: Path, k: int) -> np.ndarray:
     if dtype.hasobject:
         raise UserError("holds pickled Python objects, which noisebench never loads")
     if dtype.kind not in "iuf":
-        raise UserError(f"must hold real numbers, not {_KINDS.get(dtype.kind, dtype)}")
+        raise UserError(f"must hold real numbers, not {dtype_name(dtype)}")
     if shape != (k, k):
         raise UserError(
             f"must hold a {k}x{k} matrix for this dataset, got shape {shape}"
@@ -175,18 +175,6 @@ def _read_csv(path: Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-_KINDS = {
-    "b": "booleans",
-    "c": "complex numbers",
-    "U": "strings",
-    "S": "bytes",
-    "O": "Python objects",
-    "M": "dates",
-    "m": "time spans",
-    "V": "records",
-}
-
-
 def _real_matrix(t: Any) -> np.ndarray:
     """`t` as float64, refusing what a float cast would silently mangle: a complex T
     loses its imaginary part, booleans and strings become numbers."""
@@ -198,7 +186,7 @@ def _real_matrix(t: Any) -> np.ndarray:
         raise UserError("transition matrix must be a K x K array of numbers") from None
     if a.dtype.kind not in "iuf":
         raise UserError(
-            f"transition matrix must hold real numbers, not {_KINDS.get(a.dtype.kind, a.dtype)}"
+            f"transition matrix must hold real numbers, not {dtype_name(a.dtype)}"
         )
     return a.astype(np.float64)
 
@@ -261,9 +249,7 @@ def corrupt(labels: Any, t: Any, *, seed: int | list[int], mode: str = "exact") 
     is_torch = type(labels).__module__.startswith("torch")
     clean = labels.detach().cpu().numpy() if is_torch else np.asarray(labels)
     if clean.size and clean.dtype.kind not in "iu":
-        raise UserError(
-            f"labels must be integers, not {_KINDS.get(clean.dtype.kind, clean.dtype)}"
-        )
+        raise UserError(f"labels must be integers, not {dtype_name(clean.dtype)}")
     t = _real_matrix(t)
     if t.ndim != 2 or t.shape[0] != t.shape[1]:
         raise UserError(f"transition matrix must be square, got shape {t.shape}")

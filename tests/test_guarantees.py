@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,28 +12,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import finish, spawn
 
 from noisebench.data import resolve_card
 from noisebench.experiment import RunSpec, prepare, run, train_config_for
 from noisebench.noise import NoiseSpec
 
 TINY = ("--epochs", "3", "--hidden", "16")
-
-
-def spawn(*args: str) -> subprocess.Popen:
-    command = [sys.executable, "-X", "faulthandler", "-m", "noisebench.cli", *args]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        _, err = proc.communicate()
-        pytest.fail(f"noisebench hung for {timeout} s; its stacks:\n{err[-6000:]}")
 
 
 def visible_rows(store: Path) -> list[dict]:

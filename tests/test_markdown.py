@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from datetime import datetime, timezone
 
 import pytest
+from helpers import record, train_config
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from noisebench import leaderboard as lb
-from noisebench.store import SCHEMA
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SNIPPETS = [
     "|",
     "\\",
@@ -58,47 +56,6 @@ hostile = hs.lists(
 param_value = hs.one_of(
     hostile, hs.floats(allow_nan=False, allow_infinity=False), hs.integers()
 )
-
-
-def train_config(model: str) -> str:
-    return json.dumps(
-        {
-            "model": model,
-            "hidden": [8],
-            "epochs": 3,
-            "optimizer": "adam",
-            "lr": 0.001,
-            "batch_size": 32,
-            "val_fraction": 0.1,
-        }
-    )
-
-
-def record(**overrides):
-    row = dict.fromkeys(SCHEMA.names)
-    row |= {
-        "config_hash": "c",
-        "method": "ce",
-        "method_version": 1,
-        "method_origin": "builtin",
-        "method_sha": "0123456789abcdef",
-        "params": "{}",
-        "dataset": "digits",
-        "dataset_sha": "d",
-        "train_config": train_config("mlp"),
-        "noise_type": "symmetric",
-        "noise_mode": "exact",
-        "noise_rate": 0.2,
-        "seed": 0,
-        "noise_seed": 0,
-        "run_seeds": [0, 1],
-        "phase": "evaluate",
-        "status": "ok",
-        "test_acc": 0.5,
-        "test_acc_at_best_val": 0.6,
-        "finished_at": T0,
-    }
-    return row | overrides
 
 
 def unescaped(line: str, char: str) -> list[int]:

@@ -4,63 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import SHA, T0, record
 
 from noisebench import leaderboard as lb
 from noisebench.store import SCHEMA, read_records, write_records
-
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-SHA = "0123456789abcdef"
-TRAIN = json.dumps(
-    {
-        "model": "mlp",
-        "hidden": [8],
-        "epochs": 3,
-        "optimizer": "adam",
-        "lr": 0.001,
-        "batch_size": 32,
-        "weight_decay": 0.0,
-        "warmup": 0.0,
-        "val_fraction": 0.1,
-    }
-)
-
-
-def record(**overrides):
-    row = dict.fromkeys(SCHEMA.names)
-    row |= {
-        "schema_version": 1,
-        "run_id": "r",
-        "config_hash": "c-" + overrides.get("method", "ce"),
-        "method": "ce",
-        "method_version": 1,
-        "method_origin": "builtin",
-        "method_sha": SHA,
-        "params": "{}",
-        "params_hash": "p",
-        "dataset": "digits",
-        "dataset_sha": "d",
-        "model": "mlp",
-        "train_config": TRAIN,
-        "epochs": 3,
-        "noise_type": "symmetric",
-        "noise_mode": "exact",
-        "noise_rate": 0.2,
-        "seed": 0,
-        "noise_seed": 0,
-        "run_seeds": [0, 1],
-        "phase": "evaluate",
-        "status": "ok",
-        "test_acc": 0.5,
-        "test_acc_at_best_val": 0.6,
-        "finished_at": T0,
-        "started_at": T0,
-    }
-    return row | overrides
 
 
 def test_round_trip_keeps_schema_and_values(tmp_path):

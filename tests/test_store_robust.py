@@ -3,14 +3,13 @@ killed writers' temporaries are cleaned; odd store paths are never lost or guess
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+import helpers
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -21,55 +20,12 @@ from noisebench.cli import app
 from noisebench.errors import UserError
 from noisebench.store import SCHEMA, read_records, runs_dir, write_records
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-TRAIN = json.dumps(
-    {
-        "model": "mlp",
-        "hidden": [8],
-        "epochs": 3,
-        "optimizer": "adam",
-        "lr": 0.001,
-        "batch_size": 32,
-        "weight_decay": 0.0,
-        "warmup": 0.0,
-        "val_fraction": 0.1,
-    }
-)
 # not a registered method, so its rows are shown whatever the registry holds
 METHOD = "robust_fake"
 
 
 def record(**overrides):
-    row = dict.fromkeys(SCHEMA.names)
-    row |= {
-        "schema_version": 3,
-        "run_id": "r",
-        "config_hash": "c",
-        "method": METHOD,
-        "method_version": 1,
-        "method_origin": "builtin",
-        "method_sha": "0123456789abcdef",
-        "params": "{}",
-        "params_hash": "p",
-        "dataset": "digits",
-        "dataset_sha": "d",
-        "model": "mlp",
-        "train_config": TRAIN,
-        "epochs": 3,
-        "noise_type": "symmetric",
-        "noise_mode": "exact",
-        "noise_rate": 0.2,
-        "seed": 0,
-        "noise_seed": 0,
-        "run_seeds": [0, 1],
-        "phase": "evaluate",
-        "status": "ok",
-        "test_acc": 0.5,
-        "test_acc_at_best_val": 0.6,
-        "finished_at": T0,
-        "started_at": T0,
-    }
-    return row | overrides
+    return helpers.record(**{"method": METHOD, "config_hash": "c", **overrides})
 
 
 def good_rows():

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import finish, spawn
 
 from noisebench.data import resolve_card
 from noisebench.errors import UserError
@@ -197,15 +197,6 @@ def postgres_url() -> str:
     return url
 
 
-def spawn(*args: str) -> subprocess.Popen:
-    """`noisebench ARGS` in a subprocess, with -X faulthandler so that `finish` can make
-    a hung one show its stacks."""
-    command = [sys.executable, "-X", "faulthandler", "-m", "noisebench.cli", *args]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
 def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
     return spawn(
         *("tune", "--method", "ls", "--noise", "0.4", "--epochs", "60"),
@@ -213,18 +204,6 @@ def worker(url: str, store, study: str, trials: int) -> subprocess.Popen:
         *("--trials", str(trials), "--storage", url, "--study", study),
         *("--heartbeat", "1", "--no-prune", "--store", str(store), "--json"),
     )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
-    """A worker's (stdout, stderr). One that hangs is made to dump every thread's stack
-    (see `spawn`) and the test fails with it, rather than leaving
-    a bare TimeoutExpired and a live process behind."""
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        _, err = proc.communicate()
-        pytest.fail(f"worker hung for {timeout} s; its stacks:\n{err[-6000:]}")
 
 
 def kill_one_mid_trial(url: str, store, study_name: str, budget: int):
