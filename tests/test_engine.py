@@ -261,3 +261,23 @@ def test_mixed_precision_forward_still_gives_the_loss_float32_logits(monkeypatch
     assert (mixed.pool_logits - exact.pool_logits).abs().max() < 0.1 * scale
     agree = mixed.pool_logits.argmax(-1) == exact.pool_logits.argmax(-1)
     assert agree.float().mean() > 0.95
+
+
+def test_divergence_through_non_finite_weights_is_caught():
+    """A loss that is finite while it makes a member's weights non-finite (an infinite
+    gradient) still marks that member diverged, and only that member."""
+
+    def poison(logits, labels, ctx):
+        ce = torch.nn.functional.cross_entropy(logits.float(), labels)
+        if ctx.generator.initial_seed() != 5:
+            return ce
+        # value 0, gradient inf: sqrt'(0)
+        return ce + (logits.float() - logits.float().detach()).abs().sqrt().sum()
+
+    method = unregistered(poison)
+    task = blobs_task(num_classes=3, noise=0.2, method=method, seeds=(4, 5, 6), n=200)
+    # one step in one epoch: the loss is finite throughout, only the weights tell
+    config = TrainConfig(hidden=(8,), epochs=1, batch_size=1024, lr=1e-2)
+    result = fit(task, method=method, params={}, config=config)
+    assert result.diverged_at.tolist() == [-1, 0, -1]
+    assert torch.isfinite(result.test_logits[[0, 2]]).all()
