@@ -400,3 +400,23 @@ def test_a_failed_cell_says_why_and_the_same_command_retries_it(tmp_path, monkey
         ("ce", False, 2),
         ("ls", True, 2),
     ]
+
+
+def test_a_cell_left_failed_by_killed_workers_is_queued_again(tmp_path):
+    """Four kills used to exhaust the retries of a cell's trial, after which every
+    rerun exited with 'cells failed'. A killed worker is not a failed cell."""
+    from optuna.trial import TrialState
+
+    from noisebench.sweep import _open_sweep_study, load_suite, sweep
+
+    name = write_suite(tmp_path, "killed", methods=["ce"], rates=[0.2])
+    suite = load_suite(name, tmp_path)
+    study = _open_sweep_study(
+        suite, open_storage(default_storage(tmp_path), heartbeat=1), 1
+    )
+    # what the fourth kill left: the cell's trial failed, and no retry queued
+    trial = study.ask()
+    assert trial.user_attrs["cell"] == 0
+    study.tell(trial, state=TrialState.FAIL)
+    (cell,) = sweep(suite, store=tmp_path)
+    assert cell.ran and len(cell.final) == 2
