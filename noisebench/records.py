@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -75,13 +76,16 @@ def config_hash(prepared: Prepared) -> str:
 def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, Any]]:
     """This configuration's finished records already in the store, by seed: the newest
     per seed, of the same phase and noise seed, `ok` or `diverged` (a run that failed
-    is not finished work)."""
+    is not finished work), and made by this very noisebench (its git commit, or its
+    version when installed): the configuration hash covers the method's code, not the
+    engine's, so a record of another commit is not this command's work."""
+    from noisebench import __version__
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records, runs_dir
 
     if not runs_dir(store).is_dir():
         return {}
-    spec, key = prepared.spec, config_hash(prepared)
+    spec, key, commit = prepared.spec, config_hash(prepared), git_sha()
     noise_seed_of = dict(zip(spec.seeds, spec.noise_seeds, strict=True))
     table = read_records(store)
     mine = table.filter(np.asarray(table.column("config_hash")) == key)
@@ -91,6 +95,7 @@ def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, An
         if r["phase"] == spec.phase
         and r["status"] in ("ok", "diverged")
         and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
+        and (r["git_sha"], r["noisebench_version"]) == (commit, __version__)
     }
 
 
@@ -145,6 +150,7 @@ def common_fields(
     }
 
 
+@functools.cache
 def git_sha() -> str | None:
     """The source checkout's commit, when noisebench runs from one (never from a wheel)."""
     root = Path(__file__).resolve().parent.parent

@@ -437,7 +437,9 @@ def test_asymmetric_runs_record_their_class_map(tmp_path):
 TINY = ["--epochs", "2", "--hidden", "16"]
 
 
-def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(tmp_path):
+def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(
+    tmp_path, monkeypatch
+):
     """A rerun (after a kill, say) completes the work without duplicates; --rerun
     trains again."""
     args = ["evaluate", "--method", "ls", *TINY, "--store", str(tmp_path), "--json"]
@@ -454,6 +456,11 @@ def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(tmp_path):
     # another configuration (here: other params) never reuses these records
     other = json.loads(invoke(*args, "--seeds", "2", "--param", "smoothing=0.2").stdout)
     assert other["reused"] == 0
+    # nor does another commit of noisebench: the engine's code is not in the hash
+    from noisebench import records
+
+    monkeypatch.setattr(records, "git_sha", lambda: "another commit")
+    assert json.loads(invoke(*args, "--seeds", "2").stdout)["reused"] == 0
 
 
 def test_json_is_strict_and_rich_markup_in_user_strings_is_printed_as_is(tmp_path):
