@@ -45,6 +45,8 @@ def test_wheel_ships_methods_and_cards(wheel):
     cards = {p.name for p in (ROOT / "datasets").glob("*.toml")}
     assert {f"noisebench/_builtin/methods/{m}" for m in methods} <= names
     assert {f"noisebench/_builtin/datasets/{c}" for c in cards} <= names
+    suites = {p.name for p in (ROOT / "leaderboard" / "suites").glob("*.toml")}
+    assert suites and {f"noisebench/_builtin/suites/{s}" for s in suites} <= names
     assert not any(n.startswith(("tests/", "leaderboard/")) for n in names)
 
 
@@ -88,3 +90,27 @@ def test_installed_wheel_discovers_everything(wheel, tmp_path):
     assert info["dir"].startswith(str(target))
     assert {"ce", "ls", "gls", "forward", "backward", "flip"} <= set(info["methods"])
     assert "digits" in info["cards"] and info["errors"] == {}
+
+    # from a directory of its own: the standard suite is found inside the wheel, and a
+    # method file dropped into ./methods/ is named as not loaded instead of ignored
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "mine.py").write_text("# a new method\n")
+    code = (
+        "import json; from noisebench.sweep import find_suite, load_suite; "
+        "from noisebench.registry import unloaded_local_files; "
+        "suite = load_suite('standard', 'nowhere'); "
+        "print(json.dumps({'suite': str(find_suite('standard', 'nowhere')), "
+        "'cells': len(suite.cells()), 'notes': unloaded_local_files()}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    assert info["suite"].startswith(str(target)) and info["cells"] > 0
+    (note,) = info["notes"]
+    assert note.startswith("methods/mine.py is not loaded") and "pip install -e" in note
