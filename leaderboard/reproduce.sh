@@ -2,7 +2,7 @@
 # Rebuilds the committed leaderboard from scratch: six methods on digits under
 # symmetric noise 0.2/0.4/0.6 and pair-flip noise 0.3, five seeds each, card defaults;
 # forward and backward also with an estimated T. Run from the repository root with
-# noisebench installed. About 12 minutes on 2 CPU cores.
+# noisebench installed. About 12 minutes on 2 idle CPU cores.
 set -euo pipefail
 store=${1:-leaderboard}
 for method in ce ls gls forward backward flip; do
