@@ -402,6 +402,7 @@ def test_a_failed_cell_says_why_and_the_same_command_retries_it(tmp_path, monkey
     ]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks by hand
 def test_a_cell_left_failed_by_killed_workers_is_queued_again(tmp_path):
     """Four kills used to exhaust the retries of a cell's trial, after which every
     rerun exited with 'cells failed'. A killed worker is not a failed cell."""
