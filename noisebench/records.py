@@ -87,7 +87,7 @@ def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, An
         return {}
     spec, key, commit = prepared.spec, config_hash(prepared), git_sha()
     noise_seed_of = dict(zip(spec.seeds, spec.noise_seeds, strict=True))
-    table = read_records(store)
+    table = read_records(store, config_hash=key)
     mine = table.filter(np.asarray(table.column("config_hash")) == key)
     return {
         r["seed"]: r

@@ -184,11 +184,13 @@ def write_records(records: Sequence[dict[str, Any]], store: str | Path) -> Path:
     return final
 
 
-def read_store(store: str | Path) -> StoreContents:
+def read_store(store: str | Path, *, config_hash: str | None = None) -> StoreContents:
     """Every valid shard's rows, and the shards skipped with the reason why.
 
     Each shard is read and checked on its own, so one corrupt, truncated or foreign
     file costs its own rows, never the store's. Hidden files (temporaries) are ignored.
+    With `config_hash`, only shards holding that configuration are read whole (the
+    others cost one column's read).
     """
     folder = runs_dir(store)
     try:
@@ -206,17 +208,29 @@ def read_store(store: str | Path) -> StoreContents:
     tables, skipped = [], []
     for path in shards:
         try:
-            tables.append(read_shard(path))
+            if config_hash is None or _holds(path, config_hash):
+                tables.append(read_shard(path))
         except (pa.ArrowException, OSError, ValueError, KeyError) as err:
             skipped.append(SkippedShard(path, _one_line(err)))
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return StoreContents(table, skipped)
 
 
-def read_records(store: str | Path) -> pa.Table:
+def _holds(path: Path, config_hash: str) -> bool:
+    """Whether a shard may hold rows of `config_hash`; an unreadable one may (its full
+    read then says what is wrong with it)."""
+    try:
+        with open(path, "rb") as f:
+            column = pq.read_table(f, columns=["config_hash"]).column(0)
+    except (pa.ArrowException, OSError, ValueError, KeyError):
+        return True
+    return config_hash in column.to_pylist()
+
+
+def read_records(store: str | Path, *, config_hash: str | None = None) -> pa.Table:
     """`read_store(store).table`, warning on stderr (once per process per file) about
     each skipped shard."""
-    contents = read_store(store)
+    contents = read_store(store, config_hash=config_hash)
     for shard in contents.skipped:
         key = os.path.abspath(shard.path)
         if key not in _REPORTED:
