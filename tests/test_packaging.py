@@ -75,15 +75,20 @@ def test_installed_wheel_discovers_everything(wheel, tmp_path):
         "'cards': [c.name for c in list_cards()], 'dir': str(builtin_dir('methods')), 'errors': load_errors()}))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    info = json.loads(out.stdout)
+
+    def json_from(code: str) -> dict:
+        """What `code` prints as JSON, run against the installed wheel in tmp_path."""
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
+
+    info = json_from(code)
     assert info["file"].startswith(str(target)), (
         "imported the source checkout, not the wheel"
     )
@@ -102,15 +107,7 @@ def test_installed_wheel_discovers_everything(wheel, tmp_path):
         "print(json.dumps({'suite': str(find_suite('standard', 'nowhere')), "
         "'cells': len(suite.cells()), 'notes': unloaded_local_files()}))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    info = json.loads(out.stdout)
+    info = json_from(code)
     assert info["suite"].startswith(str(target)) and info["cells"] > 0
     (note,) = info["notes"]
     assert note.startswith("methods/mine.py is not loaded") and "pip install -e" in note
