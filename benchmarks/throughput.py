@@ -120,7 +120,7 @@ def matmuls_alone(
 
     model = build_model(
         "mlp",
-        in_features=sizes[0],
+        input_shape=(sizes[0],),
         hidden=sizes[1:-1],
         num_classes=sizes[-1],
         seeds=range(seeds),

@@ -53,6 +53,9 @@ class Card:
     split_seed: int = 0
     standardize: bool = True
     class_map: dict[int, int] | None = None
+    # (channels, height, width) when the features are an image's pixels, row-major:
+    # image models (--model cnn) see them so, the others as a flat vector
+    image_shape: tuple[int, ...] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
     origin: str = ""
@@ -74,6 +77,10 @@ class Dataset:
     @property
     def class_map(self) -> dict[int, int] | None:
         return self.card.class_map
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        return self.card.image_shape
 
 
 # --------------------------------------------------------------------------------------
@@ -137,6 +144,14 @@ CARD_FIELDS: dict[str, CardField] = {
     ),
     "split_seed": CardField(lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "standardize": CardField(lambda v: isinstance(v, bool), "true or false"),
+    "image_shape": CardField(
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == 3
+            and all(_is_int(d) and 1 <= d <= 4096 for d in v)
+        ),
+        "[channels, height, width], positive integers",
+    ),
     # entries are checked by _class_map, values of [train] by TrainConfig
     "class_map": CardField(lambda v: isinstance(v, dict), "a table of class = class"),
     "train": CardField(lambda v: isinstance(v, dict), "a table of training settings"),
@@ -207,6 +222,7 @@ def read_card(path: str | Path) -> Card:
         split_seed=raw.get("split_seed", 0),
         standardize=raw.get("standardize", True),
         class_map=_class_map(where, raw.get("class_map", {}), num_classes),
+        image_shape=tuple(raw["image_shape"]) if "image_shape" in raw else None,
         train=train,
         options=options,
         origin=str(path),
@@ -388,6 +404,11 @@ def load_dataset(dataset: str | Card) -> Dataset:
         raise UserError(
             f"dataset card {card.origin}: class_map entry {s} = {d} lies outside "
             f"0..{k - 1} (the data has {k} classes)"
+        )
+    if card.image_shape is not None and int(np.prod(card.image_shape)) != x.shape[1]:
+        raise UserError(
+            f"dataset card {card.origin}: image_shape {list(card.image_shape)} holds "
+            f"{int(np.prod(card.image_shape))} values, the data has {x.shape[1]} features"
         )
     if card.standardize:
         mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)

@@ -96,6 +96,9 @@ def prepare(spec: RunSpec) -> Prepared:
     noise_seeds = tuple(spec.noise_seeds or spec.seeds)
     if len(noise_seeds) != len(spec.seeds):
         raise UserError("give as many noise seeds as seeds")
+    from noisebench.models import get_model
+
+    get_model(spec.train.model)  # an unknown model: "did you mean", before the data
     dataset = load_dataset(resolve_card(spec.dataset))
     t = spec.noise.matrix(dataset.num_classes, dataset.class_map)
     _probe(method, params, dataset.num_classes, t)
@@ -130,7 +133,7 @@ def check_size(spec: RunSpec, dataset: Dataset) -> None:
     s, n, m = len(spec.seeds), len(dataset.y), len(dataset.y_test)
     k, epochs = dataset.num_classes, spec.train.epochs
     host = s * (3 * 8 * n + 4 * (2 * n + m) * k + 8 * epochs)
-    member = engine.member_bytes(dataset.x.shape[1], k, max(n, m), spec.train)
+    member = engine.member_bytes(sample_shape(spec, dataset), k, max(n, m), spec.train)
     device = engine.resolve_device(spec.device)
     for need, place, what in (
         (host, torch.device("cpu"), f"{s} seeds' labels, splits and outputs"),
@@ -143,6 +146,15 @@ def check_size(spec: RunSpec, dataset: Dataset) -> None:
                 f"more than the {_gb(have)} available; use fewer --seeds, fewer "
                 "--epochs or a smaller --hidden"
             )
+
+
+def sample_shape(spec: RunSpec, dataset: Dataset) -> tuple[int, ...]:
+    """One sample's shape as the run's model takes it (an image, or a flat vector)."""
+    from noisebench.models import input_shape
+
+    return input_shape(
+        spec.train.model, features=dataset.x.shape[1], image_shape=dataset.image_shape
+    )
 
 
 def _gb(size: int) -> str:
@@ -200,12 +212,15 @@ def run(
     started = datetime.now(timezone.utc)
     needs_t = "transition" in prepared.method.requires
     score_test = spec.phase not in TUNING_PHASES
+    shape = sample_shape(spec, ds)
     task = engine.Task(
-        x=torch.as_tensor(ds.x, device=device),
+        x=torch.as_tensor(ds.x, device=device).reshape(-1, *shape),
         y_noisy=torch.as_tensor(prepared.noisy, device=device),
         train_idx=torch.as_tensor(prepared.train_idx, device=device),
         val_idx=torch.as_tensor(prepared.val_idx, device=device),
-        x_test=torch.as_tensor(ds.x_test, device=device) if score_test else None,
+        x_test=torch.as_tensor(ds.x_test, device=device).reshape(-1, *shape)
+        if score_test
+        else None,
         y_test=torch.as_tensor(ds.y_test, device=device) if score_test else None,
         num_classes=ds.num_classes,
         seeds=list(spec.seeds),

@@ -562,3 +562,35 @@ def test_a_relative_store_with_a_colon_keeps_its_records(tmp_path, monkeypatch):
     result = invoke("evaluate", "--method", "ls", *TINY, "--store", "a:b")
     assert result.exit_code == 0, result.stderr
     assert len(read_records(tmp_path / "a:b")) == 3
+
+
+def test_evaluate_with_the_cnn_on_digits_as_images(tmp_path):
+    result = invoke(
+        *("evaluate", "--method", "ls", "--noise", "0.4", "--model", "cnn"),
+        *("--epochs", "2", "--hidden", "16", "--seeds", "2"),
+        *("--store", str(tmp_path), "--json"),
+    )
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["spec"]["train"]["model"] == "cnn"
+    rows = read_records(tmp_path).to_pylist()
+    assert {r["model"] for r in rows} == {"cnn"} and len(rows) == 2
+    assert all(0.1 < r["test_acc"] <= 1 for r in rows)  # it learns, from 2 epochs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "cnnn"], "unknown model 'cnnn' (did you mean 'cnn'?)"),
+        (["--model", "cnn", "--dataset", "TABLE"], "has no image_shape"),
+    ],
+)
+def test_a_model_the_data_cannot_feed_is_refused(tmp_path, args, message):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{-i},{i % 2}\n" for i in range(40)))
+    args = [str(table) if a == "TABLE" else a for a in args]
+    store = tmp_path / "store"
+    result = invoke("evaluate", "--method", "ce", *args, "--store", str(store))
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line and not store.exists()

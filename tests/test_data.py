@@ -569,3 +569,29 @@ def test_a_cache_with_other_arrays_is_rebuilt(tmp_path, monkeypatch):
     (cached,) = tmp_path.glob("digits-*.npz")
     np.savez(cached, x=np.zeros((3, 64)), y=np.zeros(5))  # rows and labels disagree
     assert load_dataset("digits").sha == first.sha
+
+
+def test_digits_card_views_its_features_as_8x8_images(digits, raw_digits):
+    """image_shape is row-major: the reshaped pool is the standardized 8x8 image."""
+    assert digits.image_shape == (1, 8, 8)
+    images = digits.x.reshape(-1, *digits.image_shape)
+    (i,) = np.flatnonzero(digits.y == digits.y[0])[:1]
+    assert images[i, 0, 3, 5] == digits.x[i, 3 * 8 + 5]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"8x8"', "image_shape"),
+        ("[1, 8]", "image_shape"),
+        ("[1, 0, 8]", "image_shape"),
+        ("[1, 4, 4]", "holds 16 values, the data has 64 features"),
+    ],
+)
+def test_a_bad_image_shape_is_refused(tmp_path, value, message):
+    card = tmp_path / "d.toml"
+    card.write_text(
+        f'source = "sklearn"\nloader = "load_digits"\nimage_shape = {value}\n'
+    )
+    with pytest.raises(UserError, match=message):
+        load_dataset(resolve_card(str(card)))

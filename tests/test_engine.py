@@ -37,7 +37,7 @@ def test_a_seed_does_not_depend_on_its_ensemble_mates(name):
 
 
 def test_stacked_mlp_matches_nn_linear_stack_per_member():
-    model = build_model("mlp", in_features=5, hidden=(7,), num_classes=3, seeds=[0, 1])
+    model = build_model("mlp", input_shape=(5,), hidden=(7,), num_classes=3, seeds=[0, 1])
     x = torch.randn(2, 4, 5)
     out = model(x)
     for s in range(2):
@@ -54,16 +54,16 @@ def test_stacked_mlp_matches_nn_linear_stack_per_member():
 
 
 def test_init_matches_nn_linear_distribution():
-    model = build_model("mlp", in_features=400, hidden=(300,), num_classes=2, seeds=[0])
+    model = build_model("mlp", input_shape=(400,), hidden=(300,), num_classes=2, seeds=[0])
     w = model.weights[0][0]
     bound = 1 / 400**0.5
     assert w.abs().max() <= bound
     # U(-b, b) has variance b^2/3; 120,000 draws give a relative standard error of ~0.3%
     assert abs(w.var().item() / (bound**2 / 3) - 1) < 0.02
     seeds_01 = build_model(
-        "mlp", in_features=4, hidden=(3,), num_classes=2, seeds=[0, 1]
+        "mlp", input_shape=(4,), hidden=(3,), num_classes=2, seeds=[0, 1]
     )
-    seed_1 = build_model("mlp", in_features=4, hidden=(3,), num_classes=2, seeds=[1])
+    seed_1 = build_model("mlp", input_shape=(4,), hidden=(3,), num_classes=2, seeds=[1])
     assert torch.equal(seeds_01.weights[0][1], seed_1.weights[0][0])
 
 

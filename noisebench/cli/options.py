@@ -151,6 +151,10 @@ Lr = Annotated[
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", help="Default: from the card.")
 ]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", help="mlp | cnn (images). Default: from the dataset card."),
+]
 Hidden = Annotated[
     str | None, typer.Option("--hidden", help="Hidden layer widths, e.g. 256,256.")
 ]
@@ -205,6 +209,7 @@ class RunOptions(NoiseOptions):
 
     method: Method
     param: Param = None
+    model: Model = None
     epochs: Epochs = None
     lr: Lr = None
     batch_size: BatchSize = None
@@ -259,6 +264,7 @@ class RunOptions(NoiseOptions):
         params = get_method(self.method).parse(self.param or [], with_defaults=defaults)
         train = train_config_for(
             resolve_card(self.dataset),
+            model=self.model,
             epochs=self.epochs,
             lr=self.lr,
             batch_size=self.batch_size,

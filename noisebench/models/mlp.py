@@ -1,4 +1,4 @@
-"""Models as stacked ensembles: S independent networks with parameters on a leading axis.
+"""The multilayer perceptron, stacked: S networks with parameters on a leading axis.
 
 Training all seeds of a configuration at once turns S small matmuls into one batched
 matmul. Member s sees only slice s of every parameter, so members never interact.
@@ -13,9 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from noisebench.errors import UserError
-
-MODELS = ("mlp",)
+from noisebench.models import register_model, uniform
 
 
 class StackedMLP(nn.Module):
@@ -29,12 +27,12 @@ class StackedMLP(nn.Module):
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in itertools.pairwise(sizes):
-            # nn.Linear's default init, kaiming_uniform(a=sqrt(5)), is U(+-1/sqrt(fan_in))
-            bound = 1.0 / math.sqrt(fan_in)
-            w = torch.stack([_uniform((fan_in, fan_out), bound, g) for g in generators])
-            b = torch.stack([_uniform((1, fan_out), bound, g) for g in generators])
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(b))
+            # each member draws weight then bias from its own generator, as before
+            # the registry: a seed's MLP (and the committed leaderboard) is unchanged
+            self.weights.append(
+                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
+            )
+            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
         # CPU GEMM kernels run a 10-column output at a sixth of their speed; zero columns
         # up to a multiple of 16 (sliced off, so they never get a gradient) fix that.
         pad = -self.num_classes % 16
@@ -61,23 +59,13 @@ class StackedMLP(nn.Module):
         return x[..., : self.num_classes]
 
 
-def _uniform(
-    shape: tuple[int, int], bound: float, generator: torch.Generator
-) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
+    widths = [math.prod(input_shape), *hidden, num_classes]
+    params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    return params, sum(widths[1:])
 
 
-def build_model(
-    name: str,
-    *,
-    in_features: int,
-    hidden: Sequence[int],
-    num_classes: int,
-    seeds: Sequence[int],
-) -> nn.Module:
-    """A stacked model with one member per seed, initialized on the CPU so that a seed
-    gets the same initial weights on every device and whatever its ensemble mates."""
-    if name != "mlp":
-        raise UserError(f"unknown model '{name}'; choose from: {', '.join(MODELS)}")
-    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    return StackedMLP([in_features, *hidden, num_classes], generators)
+@register_model("mlp", sizes=sizes)
+def mlp(*, input_shape, hidden, num_classes, generators) -> StackedMLP:
+    """Multilayer perceptron with ReLU: input -> hidden widths -> classes."""
+    return StackedMLP([math.prod(input_shape), *hidden, num_classes], generators)

@@ -1,0 +1,112 @@
+"""A small CNN for small images, stacked: S networks run as one grouped convolution.
+
+Two blocks of 3x3 convolution, batch norm, ReLU and 2x2 max-pooling (32 and 64
+channels; a block on a side shorter than 2 skips its pooling), then the hidden linear
+layers and the classifier. The members' channels are side by side (S·C channels,
+`groups=S`, as Packed-Ensembles do), so one convolution serves every member and no
+member sees another's channels. Batch norm keeps statistics per member and channel.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noisebench.models import register_model, uniform
+
+CHANNELS = (32, 64)
+
+
+class StackedCNN(nn.Module):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        channels: Sequence[int],
+        hidden: Sequence[int],
+        num_classes: int,
+        generators: Sequence[torch.Generator],
+    ) -> None:
+        super().__init__()
+        members = len(generators)
+        c, h, w = input_shape
+        self.members, self.num_classes, self.input_shape = (
+            members,
+            num_classes,
+            (c, h, w),
+        )
+        self.convs = nn.ParameterList()
+        self.norm_weights, self.norm_biases = nn.ParameterList(), nn.ParameterList()
+        self.pools: list[bool] = []
+        for i, out in enumerate(channels):
+            # no conv bias: batch norm's shift takes its place
+            self.convs.append(nn.Parameter(uniform((out, c, 3, 3), c * 9, generators)))
+            self.norm_weights.append(nn.Parameter(torch.ones(members, out)))
+            self.norm_biases.append(nn.Parameter(torch.zeros(members, out)))
+            self.register_buffer(f"running_mean{i}", torch.zeros(members, out))
+            self.register_buffer(f"running_var{i}", torch.ones(members, out))
+            pool = min(h, w) >= 2
+            self.pools.append(pool)
+            c, h, w = out, (h // 2 if pool else h), (w // 2 if pool else w)
+        sizes = [c * h * w, *hidden, num_classes]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            self.weights.append(
+                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
+            )
+            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> (S, B, K)."""
+        s = self.members
+        if x.dim() == 4:  # one batch for every member: each gets its own copy of C
+            batch = x.shape[0]
+            h = x.repeat(1, s, 1, 1)
+        else:
+            batch = x.shape[1]
+            h = x.transpose(0, 1).reshape(batch, s * x.shape[2], *x.shape[3:])
+        for i, (conv, gamma, beta) in enumerate(
+            zip(self.convs, self.norm_weights, self.norm_biases, strict=True)
+        ):
+            h = F.conv2d(h, conv.flatten(0, 1), padding=1, groups=s)
+            h = F.batch_norm(
+                h,
+                getattr(self, f"running_mean{i}").view(-1),  # views: updated in place
+                getattr(self, f"running_var{i}").view(-1),
+                gamma.flatten(),
+                beta.flatten(),
+                training=self.training,
+            )
+            h = F.relu(h)
+            if self.pools[i]:
+                h = F.max_pool2d(h, 2)
+        h = h.reshape(batch, s, -1).transpose(0, 1)  # (S, B, features), member-major
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = F.relu(h)
+        return h
+
+
+def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
+    """Parameters, and activations per sample (each block's convolution, batch norm
+    and ReLU outputs, then the dense layers), of one member."""
+    c, h, w = input_shape
+    params = units = 0
+    for out in CHANNELS:
+        params += out * c * 9 + 2 * out
+        units += 3 * out * h * w
+        c, h, w = (out, h // 2, w // 2) if min(h, w) >= 2 else (out, h, w)
+    widths = [c * h * w, *hidden, num_classes]
+    params += sum(a * b + b for a, b in itertools.pairwise(widths))
+    return params, units + sum(widths[1:])
+
+
+@register_model("cnn", sizes=sizes, images=True)
+def cnn(*, input_shape, hidden, num_classes, generators) -> StackedCNN:
+    """Small CNN: two conv blocks (32, 64 channels), then the hidden layers."""
+    return StackedCNN(input_shape, CHANNELS, hidden, num_classes, generators)
