@@ -20,7 +20,7 @@ import torch
 
 from noisebench.config import TrainConfig
 from noisebench.errors import UserError
-from noisebench.models import build_model
+from noisebench.models import build_model, get_model
 from noisebench.optim import SGD, Adam, StackedOptimizer
 from noisebench.registry import Context, Method, get_method
 
@@ -215,8 +215,6 @@ def member_bytes(
     """A generous estimate of one member's memory: parameters with gradients and Adam
     state (5 copies), training activations (3 per unit of a sample's forward pass), and
     evaluation activations (2 per unit, every sample at once)."""
-    from noisebench.models import get_model
-
     sizes = get_model(config.model).sizes
     params, units = sizes(input_shape, config.hidden, num_classes)
     batch = min(config.batch_size, samples)
@@ -237,8 +235,6 @@ def stack_limit(task: Task, config: TrainConfig) -> int:
     """How many members to train as one stacked model on the task's device."""
     if task.x.device.type != "cpu":
         return len(task.seeds)
-    from noisebench.models import get_model
-
     _, units = get_model(config.model).sizes(
         tuple(task.x.shape[1:]), config.hidden, task.num_classes
     )
@@ -348,6 +344,10 @@ def _fit_members(
         seeds=task.seeds,
     ).to(device)
     optimizer = make_optimizer(config, model.parameters())
+    _, units = get_model(config.model).sizes(
+        tuple(task.x.shape[1:]), config.hidden, task.num_classes
+    )
+    size = {"members": members, "units": units}  # for evaluation in pieces
     # One random stream per member, on the device: batch order and the method's draws.
     generators = [
         torch.Generator(device=device).manual_seed(int(s)) for s in task.seeds
@@ -403,7 +403,9 @@ def _fit_members(
         diverged_at = torch.where(bad & (diverged_at < 0), epoch, diverged_at)
         model.eval()  # batch norm: the running averages, as at test time
         with torch.no_grad(), autocast:
-            val_pred = model(task.x[task.val_idx]).argmax(-1)
+            val_pred = predict(
+                model, task.x[task.val_idx], shared=False, **size
+            ).argmax(-1)
         val_hist[:, epoch] = (val_pred == y_val).float().mean(-1)
         best.update(val_hist[:, epoch], epoch)
         if on_epoch is not None:
@@ -412,16 +414,21 @@ def _fit_members(
             break
 
     with torch.no_grad(), autocast:
-        pool_logits = model(task.x).float()
+        pool_logits = predict(model, task.x, shared=True, **size).float()
         test_logits = torch.empty(members, 0, task.num_classes)
         test_at_best = torch.full((members,), float("nan"))
         if task.x_test is not None:
-            test_logits = model(task.x_test).float()
+            test_logits = predict(model, task.x_test, shared=True, **size).float()
         best.restore()
-        best_pool_logits = model(task.x).float()
+        best_pool_logits = predict(model, task.x, shared=True, **size).float()
         if task.x_test is not None:
             test_at_best = (
-                (model(task.x_test).argmax(-1) == task.y_test).float().mean(-1)
+                (
+                    predict(model, task.x_test, shared=True, **size).argmax(-1)
+                    == task.y_test
+                )
+                .float()
+                .mean(-1)
             )
     return FitResult(
         val_acc=val_hist.cpu(),
@@ -433,6 +440,25 @@ def _fit_members(
         test_logits=test_logits.cpu(),
         seconds=0.0,
     )
+
+
+# Evaluation runs over every sample at once up to this many activations (all members
+# together), and in pieces beyond: a 100-member CNN on 2,000 28x28 images would need
+# 5e9 values in one convolution, past what its kernels can index (found on an H200).
+EVAL_ACTIVATIONS = 1 << 28
+
+
+def predict(
+    model: torch.nn.Module, x: torch.Tensor, *, members: int, units: int, shared: bool
+) -> torch.Tensor:
+    """`model(x)` for an (N, ...) input shared by the members, or (S, N, ...) per member,
+    in pieces of samples small enough for EVAL_ACTIVATIONS (one piece where it fits, so
+    small runs compute exactly what they always did)."""
+    axis = 0 if shared else 1
+    piece = max(1, EVAL_ACTIVATIONS // max(1, members * units))
+    if x.shape[axis] <= piece:
+        return model(x)
+    return torch.cat([model(part) for part in x.split(piece, dim=axis)], dim=1)
 
 
 class Snapshot:

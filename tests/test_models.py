@@ -207,3 +207,22 @@ def test_the_best_epoch_snapshot_includes_batch_norm_statistics():
     torch.testing.assert_close(
         full.best_pool_logits[0], stopped.pool_logits[0], rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_evaluation_in_pieces_equals_one_pass(monkeypatch, shared):
+    """Past EVAL_ACTIVATIONS, the engine evaluates in pieces of samples (a 100-member
+    CNN on 2,000 28x28 images overflowed a convolution's indexing on an H200)."""
+    from noisebench import engine
+
+    model = build_model(
+        "cnn", input_shape=(1, 6, 6), hidden=(8,), num_classes=3, seeds=[0, 1]
+    )
+    model.eval()
+    x = torch.randn(50, 1, 6, 6) if shared else torch.randn(2, 50, 1, 6, 6)
+    _, units = get_model("cnn").sizes((1, 6, 6), (8,), 3)
+    whole = engine.predict(model, x, members=2, units=units, shared=shared)
+    monkeypatch.setattr(engine, "EVAL_ACTIVATIONS", 2 * units * 7)  # pieces of 7
+    pieces = engine.predict(model, x, members=2, units=units, shared=shared)
+    assert whole.shape == pieces.shape == (2, 50, 3)
+    torch.testing.assert_close(whole, pieces, rtol=1e-5, atol=1e-5)
