@@ -413,23 +413,21 @@ def _fit_members(
         if bool(bad.all()):  # one host sync per epoch: stop once every member diverged
             break
 
-    with torch.no_grad(), autocast:
-        pool_logits = predict(model, task.x, shared=True, **size).float()
-        test_logits = torch.empty(members, 0, task.num_classes)
-        test_at_best = torch.full((members,), float("nan"))
-        if task.x_test is not None:
-            test_logits = predict(model, task.x_test, shared=True, **size).float()
+    with torch.no_grad():
+        with autocast:
+            pool_logits = predict(model, task.x, shared=True, **size).float()
+            test_logits = torch.empty(members, 0, task.num_classes)
+            test_at_best = torch.full((members,), float("nan"))
+            if task.x_test is not None:
+                test_logits = predict(model, task.x_test, shared=True, **size).float()
+        # restored outside that context, scored in a new one: autocast caches its bf16
+        # copies of the weights until its context exits, and would score the final model
         best.restore()
-        best_pool_logits = predict(model, task.x, shared=True, **size).float()
-        if task.x_test is not None:
-            test_at_best = (
-                (
-                    predict(model, task.x_test, shared=True, **size).argmax(-1)
-                    == task.y_test
-                )
-                .float()
-                .mean(-1)
-            )
+        with autocast:
+            best_pool_logits = predict(model, task.x, shared=True, **size).float()
+            if task.x_test is not None:
+                best_test = predict(model, task.x_test, shared=True, **size)
+                test_at_best = (best_test.argmax(-1) == task.y_test).float().mean(-1)
     return FitResult(
         val_acc=val_hist.cpu(),
         best_epoch=best.epoch.cpu(),
