@@ -1,6 +1,6 @@
 """THE training loop, shared by every method. It trains all seeds of a configuration at once.
 
-The seeds of one configuration are the members of a stacked model (`models.py`). Each
+The seeds of one configuration are the members of a stacked model (`models/`). Each
 member has its own initialization, noisy labels, train/validation split, batch order,
 random stream and (elementwise, hence independent) optimizer state. Data stays on the
 device; batches are index slices of a per-member `randperm`; nothing syncs with the
