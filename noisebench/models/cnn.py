@@ -22,6 +22,8 @@ CHANNELS = (32, 64)
 
 
 class StackedCNN(nn.Module):
+    """S small CNNs; every parameter and buffer has the member axis first."""
+
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -32,26 +34,20 @@ class StackedCNN(nn.Module):
     ) -> None:
         super().__init__()
         members = len(generators)
-        c, h, w = input_shape
-        self.members, self.num_classes, self.input_shape = (
-            members,
-            num_classes,
-            (c, h, w),
-        )
+        self.members, self.num_classes = members, num_classes
         self.convs = nn.ParameterList()
         self.norm_weights, self.norm_biases = nn.ParameterList(), nn.ParameterList()
         self.pools: list[bool] = []
-        for i, out in enumerate(channels):
+        blocks, flat = _blocks(input_shape, channels)
+        for i, (c, out, _, pool) in enumerate(blocks):
             # no conv bias: batch norm's shift takes its place
             self.convs.append(nn.Parameter(uniform((out, c, 3, 3), c * 9, generators)))
             self.norm_weights.append(nn.Parameter(torch.ones(members, out)))
             self.norm_biases.append(nn.Parameter(torch.zeros(members, out)))
             self.register_buffer(f"running_mean{i}", torch.zeros(members, out))
             self.register_buffer(f"running_var{i}", torch.ones(members, out))
-            pool = min(h, w) >= 2
             self.pools.append(pool)
-            c, h, w = out, (h // 2 if pool else h), (w // 2 if pool else w)
-        sizes = [c * h * w, *hidden, num_classes]
+        sizes = [flat, *hidden, num_classes]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for fan_in, fan_out in itertools.pairwise(sizes):
             self.weights.append(
@@ -92,16 +88,25 @@ class StackedCNN(nn.Module):
         return h
 
 
+def _blocks(input_shape, channels):
+    """[(in channels, out channels, pixels, pools)] per block, and the flattened size
+    after the last: a block pools 2x2 unless a side is shorter than 2."""
+    c, h, w = input_shape
+    blocks = []
+    for out in channels:
+        pool = min(h, w) >= 2
+        blocks.append((c, out, h * w, pool))
+        c, h, w = (out, h // 2, w // 2) if pool else (out, h, w)
+    return blocks, c * h * w
+
+
 def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
     """Parameters, and activations per sample (each block's convolution, batch norm
     and ReLU outputs, then the dense layers), of one member."""
-    c, h, w = input_shape
-    params = units = 0
-    for out in CHANNELS:
-        params += out * c * 9 + 2 * out
-        units += 3 * out * h * w
-        c, h, w = (out, h // 2, w // 2) if min(h, w) >= 2 else (out, h, w)
-    widths = [c * h * w, *hidden, num_classes]
+    blocks, flat = _blocks(input_shape, CHANNELS)
+    params = sum(out * c * 9 + 2 * out for c, out, _, _ in blocks)
+    units = sum(3 * out * pixels for _, out, pixels, _ in blocks)
+    widths = [flat, *hidden, num_classes]
     params += sum(a * b + b for a, b in itertools.pairwise(widths))
     return params, units + sum(widths[1:])
 
