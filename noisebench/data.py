@@ -13,6 +13,7 @@ Cards and data are untrusted: every card field is checked against `CARD_FIELDS` 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -33,7 +34,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-SOURCES = ("sklearn", "huggingface", "file")
+SOURCES = ("sklearn", "huggingface", "file", "mnist1d")
 TABLE_SUFFIXES = (".parquet", ".csv", ".npz")
 LABEL_COLUMN = "label"
 # A stated limit: noise builds a K x K float64 matrix (800 MB at this K), so more
@@ -56,6 +57,8 @@ class Card:
     # (channels, height, width) when the features are an image's pixels, row-major:
     # image models (--model cnn) see them so, the others as a flat vector
     image_shape: tuple[int, ...] | None = None
+    # (channels, length) when the features are a signal's samples: for --model cnn1d
+    signal_shape: tuple[int, ...] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
     origin: str = ""
@@ -152,6 +155,14 @@ CARD_FIELDS: dict[str, CardField] = {
         ),
         "[channels, height, width], positive integers",
     ),
+    "signal_shape": CardField(
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == 2
+            and all(_is_int(d) and 1 <= d <= 1 << 20 for d in v)
+        ),
+        "[channels, length], positive integers",
+    ),
     # entries are checked by _class_map, values of [train] by TrainConfig
     "class_map": CardField(lambda v: isinstance(v, dict), "a table of class = class"),
     "train": CardField(lambda v: isinstance(v, dict), "a table of training settings"),
@@ -170,6 +181,13 @@ SOURCE_OPTIONS: dict[str, dict[str, CardField]] = {
         "test_split": CardField(_is_text, "a non-empty string"),
         "label": CardField(_is_text, "a non-empty string"),
         "features": CardField(_is_names, "a non-empty list of distinct column names"),
+    },
+    "mnist1d": {
+        "num_samples": CardField(
+            lambda v: _is_int(v) and 100 <= v <= 1_000_000,
+            "an integer in [100, 1000000]",
+        ),
+        "seed": CardField(lambda v: _is_int(v) and 0 <= v < 2**32, "an integer >= 0"),
     },
     "file": {
         "path": CardField(
@@ -223,6 +241,7 @@ def read_card(path: str | Path) -> Card:
         standardize=raw.get("standardize", True),
         class_map=_class_map(where, raw.get("class_map", {}), num_classes),
         image_shape=tuple(raw["image_shape"]) if "image_shape" in raw else None,
+        signal_shape=tuple(raw["signal_shape"]) if "signal_shape" in raw else None,
         train=train,
         options=options,
         origin=str(path),
@@ -365,6 +384,7 @@ def load_dataset(dataset: str | Card) -> Dataset:
         "sklearn": _load_sklearn,
         "huggingface": _load_huggingface,
         "file": _load_file,
+        "mnist1d": _load_mnist1d,
     }
     x, y, test = loaders[card.source](card)
     x, y_raw = _clean(card, x, y, "training")
@@ -405,11 +425,13 @@ def load_dataset(dataset: str | Card) -> Dataset:
             f"dataset card {card.origin}: class_map entry {s} = {d} lies outside "
             f"0..{k - 1} (the data has {k} classes)"
         )
-    if card.image_shape is not None and int(np.prod(card.image_shape)) != x.shape[1]:
-        raise UserError(
-            f"dataset card {card.origin}: image_shape {list(card.image_shape)} holds "
-            f"{int(np.prod(card.image_shape))} values, the data has {x.shape[1]} features"
-        )
+    for name in ("image_shape", "signal_shape"):
+        shape = getattr(card, name)
+        if shape is not None and int(np.prod(shape)) != x.shape[1]:
+            raise UserError(
+                f"dataset card {card.origin}: {name} {list(shape)} holds "
+                f"{int(np.prod(shape))} values, the data has {x.shape[1]} features"
+            )
     if card.standardize:
         mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
         std[std < 1e-8] = 1.0  # constant features (digits' blank corners) stay at 0
@@ -632,6 +654,44 @@ def _load_sklearn(card: Card):
         ) from None
     _write_cache(cached, x=x, y=y)
     return x, y, None
+
+
+def _load_mnist1d(card: Card):
+    """MNIST-1D (Greydanus 2020), generated offline by the mnist1d package's
+    `make_dataset()` (never its pickled download) and cached as .npz. Its own 80/20
+    train/test split gives the clean test set. `make_dataset` seeds numpy's global
+    generator, so that generator's state is put back afterwards."""
+    from importlib.metadata import version
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+        from mnist1d.utils import ObjectView
+    except ImportError:
+        raise UserError(
+            "the mnist1d card needs the mnist1d package: pip install 'noisebench[mnist1d]'"
+        ) from None
+    args = get_dataset_args(as_dict=True)
+    args |= {k: card.options[k] for k in ("num_samples", "seed") if k in card.options}
+    args.pop("url", None)
+    key = json.dumps(args, sort_keys=True) + version("mnist1d")
+    cached = (
+        cache_dir() / f"{card.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    )
+    hit = _read_cache(cached)
+    if hit is None:
+        state = np.random.get_state()
+        try:
+            data = make_dataset(ObjectView(args))
+        finally:
+            np.random.set_state(state)
+        hit = (
+            np.concatenate([data["x"], data["x_test"]]),
+            np.concatenate([data["y"], data["y_test"]]),
+        )
+        _write_cache(cached, x=hit[0], y=hit[1])
+    x, y = hit
+    train = int(len(y) * args["train_split"])  # the package's own split
+    return x[:train], y[:train], (x[train:], y[train:])
 
 
 def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

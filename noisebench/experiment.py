@@ -152,8 +152,11 @@ def sample_shape(spec: RunSpec, dataset: Dataset) -> tuple[int, ...]:
     """One sample's shape as the run's model takes it (an image, or a flat vector)."""
     from noisebench.models import input_shape
 
+    card = dataset.card
     return input_shape(
-        spec.train.model, features=dataset.x.shape[1], image_shape=dataset.image_shape
+        spec.train.model,
+        features=dataset.x.shape[1],
+        shapes={"image": card.image_shape, "signal": card.signal_shape},
     )
 
 

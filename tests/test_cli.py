@@ -594,3 +594,17 @@ def test_a_model_the_data_cannot_feed_is_refused(tmp_path, args, message):
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert message in line and not store.exists()
+
+
+def test_evaluate_mnist1d_with_its_default_cnn1d(tmp_path):
+    pytest.importorskip("mnist1d")
+    result = invoke(
+        *("evaluate", "--dataset", "mnist1d", "--method", "ce", "--noise", "0.2"),
+        *("--epochs", "2", "--seeds", "2", "--store", str(tmp_path), "--json"),
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = read_records(tmp_path).to_pylist()
+    assert {r["model"] for r in rows} == {"cnn1d"} and {r["dataset"] for r in rows} == {
+        "mnist1d"
+    }
+    assert all(r["test_acc"] > 0.15 for r in rows)  # above chance (10%) after 2 epochs

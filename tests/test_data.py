@@ -595,3 +595,65 @@ def test_a_bad_image_shape_is_refused(tmp_path, value, message):
     )
     with pytest.raises(UserError, match=message):
         load_dataset(resolve_card(str(card)))
+
+
+def test_mnist1d_is_generated_offline_as_the_package_makes_it(tmp_path, monkeypatch):
+    """The card's data are the mnist1d package's own make_dataset() output (its 80/20
+    split, per-feature standardized by the pool), generated without a download, and
+    numpy's global generator, which make_dataset seeds, is left as it was."""
+    pytest.importorskip("mnist1d")
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    monkeypatch.setenv("NOISEBENCH_CACHE", str(tmp_path))
+    np.random.seed(123)
+    state = np.random.get_state()
+    ds = load_dataset("mnist1d")
+    after = np.random.get_state()
+    assert all(
+        np.array_equal(a, b) for a, b in zip(state[1:2], after[1:2], strict=True)
+    )
+    assert state[2:] == after[2:]
+    ref = make_dataset(get_dataset_args())
+    assert ds.x.shape == (4000, 40) and ds.x_test.shape == (1000, 40)
+    assert ds.card.signal_shape == (1, 40) and ds.num_classes == 10
+    assert np.array_equal(ds.y, ref["y"]) and np.array_equal(ds.y_test, ref["y_test"])
+    mean, std = ref["x"].mean(0), ref["x"].std(0)
+    np.testing.assert_allclose(ds.x, (ref["x"] - mean) / std, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ds.x_test, (ref["x_test"] - mean) / std, rtol=1e-4, atol=1e-5
+    )
+    assert load_dataset("mnist1d").sha == ds.sha  # from the cache, the same data
+
+
+def test_mnist1d_without_its_package_says_what_to_install(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mnist1d(name, *args, **kwargs):
+        if name.startswith("mnist1d"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mnist1d)
+    with pytest.raises(UserError, match=r"pip install 'noisebench\[mnist1d\]'"):
+        load_dataset("mnist1d")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("signal_shape", "[1, 40, 1]", "signal_shape"),
+        ("signal_shape", "[1, 39]", "holds 39 values, the data has 40 features"),
+        ("num_samples", "5", "num_samples"),
+        ("seed", "-1", "seed"),
+    ],
+)
+def test_a_bad_mnist1d_card_is_refused(tmp_path, monkeypatch, field, value, message):
+    pytest.importorskip("mnist1d")
+    monkeypatch.setenv("NOISEBENCH_CACHE", str(tmp_path))
+    card = tmp_path / "m.toml"
+    size = "" if field == "num_samples" else "num_samples = 200\n"
+    card.write_text(f'source = "mnist1d"\n{size}{field} = {value}\n')
+    with pytest.raises(UserError, match=message):
+        load_dataset(resolve_card(str(card)))

@@ -297,14 +297,17 @@ OPTIONS = {
     "sklearn": {"loader"},
     "huggingface": {"path", "config", "split", "test_split", "label", "features"},
     "file": {"path"},
+    "mnist1d": {"num_samples", "seed"},
 }
 BASE = {
     "sklearn": {"source": "sklearn", "loader": "load_digits"},
     "huggingface": {"source": "huggingface", "path": "user/data"},
     "file": {"source": "file", "path": "t.parquet"},
+    "mnist1d": {"source": "mnist1d"},
 }
 FIELDS = ["name", "description", "num_classes", "test_fraction", "split_seed",
-          "standardize", "class_map", "train", "source"]  # fmt: skip
+          "standardize", "class_map", "train", "source", "image_shape",
+          "signal_shape"]  # fmt: skip
 TRAIN_KEYS = ["model", "hidden", "epochs", "batch_size", "optimizer", "lr",
               "weight_decay", "momentum", "val_fraction", "warmup"]  # fmt: skip
 
@@ -319,6 +322,10 @@ def assert_valid_card(card: Card) -> None:
     assert type(card.test_fraction) is float and 0 < card.test_fraction < 1
     assert type(card.split_seed) is int and card.split_seed >= 0
     assert type(card.standardize) is bool
+    for shape, dims in ((card.image_shape, 3), (card.signal_shape, 2)):
+        assert shape is None or (
+            len(shape) == dims and all(type(d) is int and d >= 1 for d in shape)
+        )
     if card.class_map is not None:
         assert card.class_map
         for src, dst in card.class_map.items():
@@ -336,6 +343,10 @@ def assert_valid_card(card: Card) -> None:
         assert isinstance(opts["path"], str) and opts["path"].endswith(
             (".parquet", ".csv", ".npz")
         )
+    elif card.source == "mnist1d":
+        n, seed = opts.get("num_samples", 5000), opts.get("seed", 42)
+        assert type(n) is int and 100 <= n <= 1_000_000
+        assert type(seed) is int and 0 <= seed < 2**32
     else:
         assert isinstance(opts["path"], str) and opts["path"].strip()
         for key in ("config", "split", "test_split", "label"):
@@ -400,6 +411,10 @@ PLAUSIBLE = {
     "test_split": st.sampled_from(["train", "test", ""]),
     "label": names,
     "features": st.lists(names, max_size=3),
+    "num_samples": st.sampled_from([99, 100, 5000, 1_000_001]),
+    "seed": st.sampled_from([-1, 0, 42, 2**32]),
+    "image_shape": st.lists(st.integers(-1, 9), max_size=4),
+    "signal_shape": st.lists(st.integers(-1, 41), max_size=3),
 }
 TRAIN_PLAUSIBLE = {
     "model": st.sampled_from(["mlp", ""]),

@@ -13,7 +13,11 @@ from torch import nn
 from noisebench.config import TrainConfig
 from noisebench.models import build_model, get_model, list_models
 
-SHAPES = {"mlp": [(12,)], "cnn": [(1, 8, 8), (3, 9, 7), (2, 1, 1)]}
+SHAPES = {
+    "mlp": [(12,)],
+    "cnn": [(1, 8, 8), (3, 9, 7), (2, 1, 1)],
+    "cnn1d": [(1, 40), (2, 17), (1, 1)],
+}
 HIDDEN = (16, 8)
 
 
@@ -82,6 +86,13 @@ def _reference(name, shape, hidden, k) -> nn.Module:
             c = out
         layers.append(nn.Flatten())
         widths = [c * h * w, *hidden, k]
+    elif name == "cnn1d":
+        c, length = shape
+        for out in (32, 32, 32):
+            layers += [nn.Conv1d(c, out, 5, stride=2, padding=2), nn.ReLU()]
+            c, length = out, (length + 4 - 5) // 2 + 1
+        layers.append(nn.Flatten())
+        widths = [c * length, *hidden, k]
     else:
         widths = [shape[0], *hidden, k]
     for i, (a, b) in enumerate(itertools.pairwise(widths)):
@@ -226,3 +237,22 @@ def test_evaluation_in_pieces_equals_one_pass(monkeypatch, shared):
     pieces = engine.predict(model, x, members=2, units=units, shared=shared)
     assert whole.shape == pieces.shape == (2, 50, 3)
     torch.testing.assert_close(whole, pieces, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cnn1d_member_computes_what_torchs_layers_compute():
+    shape, s = (2, 17), 2
+    model = build_model(
+        "cnn1d", input_shape=shape, hidden=HIDDEN, num_classes=5, seeds=[1, 2, 3]
+    )
+    reference = _reference("cnn1d", shape, HIDDEN, 5)
+    convs = [m for m in reference if isinstance(m, nn.Conv1d)]
+    linears = [m for m in reference if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            conv.weight.copy_(model.convs[i][s])
+            conv.bias.copy_(model.conv_biases[i][s])
+        for i, linear in enumerate(linears):
+            linear.weight.copy_(model.weights[i][s].T)
+            linear.bias.copy_(model.biases[i][s, 0])
+    x = torch.randn(3, 8, *shape)
+    torch.testing.assert_close(model(x)[s], reference(x[s]), rtol=1e-5, atol=1e-5)

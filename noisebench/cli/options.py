@@ -153,7 +153,9 @@ BatchSize = Annotated[
 ]
 Model = Annotated[
     str | None,
-    typer.Option("--model", help="mlp | cnn (images). Default: from the dataset card."),
+    typer.Option(
+        "--model", help="mlp | cnn (images) | cnn1d (signals). Default: the card's."
+    ),
 ]
 Hidden = Annotated[
     str | None, typer.Option("--hidden", help="Hidden layer widths, e.g. 256,256.")

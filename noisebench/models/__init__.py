@@ -30,19 +30,25 @@ class ModelEntry:
     # (input_shape, hidden, num_classes) -> (parameters, activation units per sample)
     # of one member, computed without building it: memory is checked before allocating
     sizes: Callable[..., tuple[int, int]]
-    images: bool  # takes (C, H, W) images; otherwise flat vectors
+    takes: str  # "vector" (flat features), "image" (C, H, W) or "signal" (C, L)
     summary: str
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
+INPUTS = ("vector", "image", "signal")
+
+
 def register_model(
-    name: str, *, sizes: Callable[..., tuple[int, int]], images: bool = False
+    name: str, *, sizes: Callable[..., tuple[int, int]], takes: str = "vector"
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    if takes not in INPUTS:
+        raise ValueError(f"model {name}: takes must be one of {INPUTS}, not {takes!r}")
+
     def decorate(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         summary = (build.__doc__ or "").strip().splitlines()[0]
-        entry = ModelEntry(name, build, sizes, images, summary)
+        entry = ModelEntry(name, build, sizes, takes, summary)
         MODELS.register(name, entry, origin=build.__module__)
         return build
 
@@ -57,16 +63,20 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
-def input_shape(name: str, *, features: int, image_shape: Sequence[int] | None):
-    """The shape one sample takes for model `name`: the card's image shape for an image
-    model, a flat vector for the others."""
-    if not get_model(name).images:
+def input_shape(
+    name: str, *, features: int, shapes: dict[str, Sequence[int] | None]
+) -> tuple[int, ...]:
+    """The shape one sample takes for model `name`: a flat vector, or the view the
+    card declares for its kind (`shapes["image"]` from image_shape, `shapes["signal"]`
+    from signal_shape)."""
+    takes = get_model(name).takes
+    if takes == "vector":
         return (features,)
-    if image_shape is None:
+    if shapes.get(takes) is None:
         raise UserError(
-            f"model '{name}' takes images, and this dataset's card has no image_shape"
+            f"model '{name}' takes {takes}s, and this dataset's card has no {takes}_shape"
         )
-    return tuple(image_shape)
+    return tuple(shapes[takes])
 
 
 def build_model(
@@ -96,4 +106,4 @@ def uniform(shape, fan_in: int, generators: Sequence[torch.Generator]) -> torch.
     )
 
 
-from noisebench.models import cnn, mlp  # noqa: F401 - registers the families
+from noisebench.models import cnn, cnn1d, mlp  # noqa: F401 - registers the families

@@ -111,7 +111,7 @@ def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
     return params, units + sum(widths[1:])
 
 
-@register_model("cnn", sizes=sizes, images=True)
+@register_model("cnn", sizes=sizes, takes="image")
 def cnn(*, input_shape, hidden, num_classes, generators) -> StackedCNN:
     """Small CNN: two conv blocks (32, 64 channels), then the hidden layers."""
     return StackedCNN(input_shape, CHANNELS, hidden, num_classes, generators)

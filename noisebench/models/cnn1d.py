@@ -1,0 +1,107 @@
+"""A small 1-D CNN for signals (MNIST-1D), stacked: S networks as one grouped convolution.
+
+Three convolutions of kernel 5 and stride 2 with ReLU (32 channels each; the MNIST-1D
+paper's CNN has three such layers of 25), then the hidden linear layers and the
+classifier. As in `cnn`, the members' channels sit side by side (`groups=S`), so no
+member sees another's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noisebench.models import register_model, uniform
+
+CHANNELS = (32, 32, 32)
+KERNEL, STRIDE, PADDING = 5, 2, 2
+
+
+def _lengths(length: int) -> list[int]:
+    """The signal's length after each convolution."""
+    out = []
+    for _ in CHANNELS:
+        length = (length + 2 * PADDING - KERNEL) // STRIDE + 1
+        out.append(length)
+    return out
+
+
+class StackedCNN1d(nn.Module):
+    """S small 1-D CNNs; every parameter has the member axis first."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden: Sequence[int],
+        num_classes: int,
+        generators: Sequence[torch.Generator],
+    ) -> None:
+        super().__init__()
+        self.members, self.num_classes = len(generators), num_classes
+        c, length = input_shape
+        self.convs, self.conv_biases = nn.ParameterList(), nn.ParameterList()
+        for out in CHANNELS:
+            fan_in = c * KERNEL
+            self.convs.append(
+                nn.Parameter(uniform((out, c, KERNEL), fan_in, generators))
+            )
+            self.conv_biases.append(nn.Parameter(uniform((out,), fan_in, generators)))
+            c = out
+        sizes = [c * _lengths(length)[-1], *hidden, num_classes]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            self.weights.append(
+                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
+            )
+            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, C, L) per-member batches, or (B, C, L) shared -> (S, B, K)."""
+        s = self.members
+        if x.dim() == 3:
+            batch = x.shape[0]
+            h = x.repeat(1, s, 1)
+        else:
+            batch = x.shape[1]
+            h = x.transpose(0, 1).reshape(batch, s * x.shape[2], x.shape[3])
+        for conv, bias in zip(self.convs, self.conv_biases, strict=True):
+            h = F.conv1d(
+                h,
+                conv.flatten(0, 1),
+                bias.flatten(),
+                stride=STRIDE,
+                padding=PADDING,
+                groups=s,
+            )
+            h = F.relu(h)
+        h = h.reshape(batch, s, -1).transpose(0, 1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = F.relu(h)
+        return h
+
+
+def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
+    """Parameters, and activations per sample (each convolution's and ReLU's outputs,
+    then the dense layers), of one member."""
+    c, length = input_shape
+    params = units = 0
+    for out, after in zip(CHANNELS, _lengths(length), strict=True):
+        params += out * c * KERNEL + out
+        units += 2 * out * after
+        c = out
+    widths = [c * _lengths(length)[-1], *hidden, num_classes]
+    params += sum(a * b + b for a, b in itertools.pairwise(widths))
+    return params, units + sum(widths[1:])
+
+
+@register_model("cnn1d", sizes=sizes, takes="signal")
+def cnn1d(*, input_shape, hidden, num_classes, generators) -> StackedCNN1d:
+    """Small 1-D CNN: three stride-2 convolutions (32 channels), then the hidden layers."""
+    return StackedCNN1d(input_shape, hidden, num_classes, generators)
