@@ -99,6 +99,19 @@ def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, An
     }
 
 
+def model_fields(prepared: Prepared) -> dict[str, Any]:
+    """The model's size and the shape one sample takes, as records store them."""
+    from noisebench.experiment import sample_shape
+    from noisebench.models import get_model
+
+    spec, ds = prepared.spec, prepared.dataset
+    shape = sample_shape(spec, ds)
+    params, _ = get_model(spec.train.model).sizes(
+        shape, spec.train.hidden, ds.num_classes
+    )
+    return {"model_params": params, "input_shape": list(shape)}
+
+
 def common_fields(
     prepared: Prepared, device, started, finished, seconds
 ) -> dict[str, Any]:
@@ -121,6 +134,7 @@ def common_fields(
         "dataset": prepared.dataset.name,
         "dataset_sha": prepared.dataset.sha,
         "model": spec.train.model,
+        **model_fields(prepared),
         "train_config": canonical_json(asdict(spec.train)),
         "epochs": spec.train.epochs,
         "noise_type": spec.noise.kind,

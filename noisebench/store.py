@@ -28,7 +28,9 @@ import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
 
-SCHEMA_VERSION = 3  # 2: class_map; 3: method_origin, method_sha
+SCHEMA_VERSION = (
+    4  # 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape
+)
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -49,6 +51,8 @@ SCHEMA = pa.schema(
         ("dataset", _str),
         ("dataset_sha", _str),
         ("model", _str),
+        ("model_params", _i64),  # parameters of one member
+        ("input_shape", pa.list_(_i64)),  # one sample as the model takes it
         ("train_config", _str),  # canonical JSON of TrainConfig
         ("epochs", _i32),
         ("noise_type", _str),
@@ -102,7 +106,13 @@ SCHEMA = pa.schema(
 
 
 # Columns added since schema 1; older shards read them as null.
-ADDED_COLUMNS = ("class_map", "method_origin", "method_sha")
+ADDED_COLUMNS = (
+    "class_map",
+    "method_origin",
+    "method_sha",
+    "model_params",
+    "input_shape",
+)
 
 STATUSES = ("ok", "diverged", "failed")
 PHASES = ("evaluate", "tune", "final")

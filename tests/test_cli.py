@@ -575,6 +575,7 @@ def test_evaluate_with_the_cnn_on_digits_as_images(tmp_path):
     assert out["spec"]["train"]["model"] == "cnn"
     rows = read_records(tmp_path).to_pylist()
     assert {r["model"] for r in rows} == {"cnn"} and len(rows) == 2
+    assert all(r["input_shape"] == [1, 8, 8] for r in rows)
     assert all(0.1 < r["test_acc"] <= 1 for r in rows)  # it learns, from 2 epochs
 
 

@@ -328,6 +328,9 @@ def test_records_carry_the_methods_origin_and_source_hash():
     ls = get_method("ls")
     assert record["method_origin"] == "builtin" == ls.origin
     assert record["method_sha"] == ls.source_sha
+    # the model's size, against nn.Linear layers of the same widths (64-8-10)
+    assert record["model_params"] == (64 * 8 + 8) + (8 * 10 + 10)
+    assert record["input_shape"] == [64]
 
 
 def test_local_method_files_of_a_wheel_install_are_named(tmp_path, monkeypatch):

@@ -199,14 +199,15 @@ def test_schema_2_shards_read_origin_and_sha_as_null(tmp_path):
     }
 
 
-def test_schema_3_places_origin_and_sha_after_the_method_version():
+def test_schema_places_origin_and_sha_after_the_method_version():
     names = SCHEMA.names
     at = names.index("method_version")
     assert names[at + 1 : at + 3] == ["method_origin", "method_sha"]
     assert SCHEMA.field("method_origin").type == SCHEMA.field("method_sha").type
     assert SCHEMA.field("method_sha").type == pa.string()
-    assert st.SCHEMA_VERSION == 3
+    assert st.SCHEMA_VERSION == 4  # 4 added the model's size and input shape
     assert {"method_origin", "method_sha"} <= set(st.ADDED_COLUMNS)
+    assert {"model_params", "input_shape"} <= set(st.ADDED_COLUMNS)
 
 
 def test_a_store_path_with_a_colon_is_a_path_not_a_uri(tmp_path, monkeypatch):
