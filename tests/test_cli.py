@@ -609,3 +609,15 @@ def test_evaluate_mnist1d_with_its_default_cnn1d(tmp_path):
         "mnist1d"
     }
     assert all(r["test_acc"] > 0.15 for r in rows)  # above chance (10%) after 2 epochs
+
+
+def test_models_lists_every_family_with_what_it_takes():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert {n: rows[n]["takes"] for n in ("mlp", "cnn", "cnn1d")} == {
+        "mlp": "vector",
+        "cnn": "image",
+        "cnn1d": "signal",
+    }
+    assert all(m["summary"] for m in rows.values())

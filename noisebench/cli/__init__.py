@@ -73,6 +73,7 @@ def _register() -> None:
         evaluate,
         leaderboard,
         methods,
+        models,
         noise,
         sweep,
         tune,
@@ -82,6 +83,7 @@ def _register() -> None:
     app.command("tune")(tune.tune)
     app.command("sweep")(sweep.sweep)
     app.command("methods")(methods.methods)
+    app.command("models")(models.models)
     app.command("datasets")(datasets.datasets)
     app.add_typer(noise.app, name="noise")
     app.command("leaderboard")(leaderboard.leaderboard)
