@@ -214,11 +214,14 @@ def member_bytes(
 ) -> int:
     """A generous estimate of one member's memory: parameters with gradients and Adam
     state (5 copies), training activations (3 per unit of a sample's forward pass), and
-    evaluation activations (2 per unit, every sample at once)."""
-    sizes = get_model(config.model).sizes
-    params, units = sizes(input_shape, config.hidden, num_classes)
+    evaluation activations (2 per unit, every sample at once up to EVAL_ACTIVATIONS,
+    past which `predict` works in pieces)."""
+    params, units = get_model(config.model).sizes(
+        input_shape, config.hidden, num_classes
+    )
     batch = min(config.batch_size, samples)
-    return 4 * (5 * params + 3 * batch * units + 2 * samples * units)
+    evaluation = min(samples * units, EVAL_ACTIVATIONS)
+    return 4 * (5 * params + 3 * batch * units + 2 * evaluation)
 
 
 # Stacking pays while a member's step is overhead-bound, and stops paying once it is

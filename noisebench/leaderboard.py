@@ -103,16 +103,11 @@ def split_stale(rows: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]
             current.append(row)
             continue
         method = METHODS.get(row["method"])
-        # getattr: Method gains origin and source_sha with schema 3
-        origin = getattr(method, "origin", BUILTIN)
         sha = row.get("method_sha")
         outdated = (
             row["method_version"] != method.version
             or sha is None
-            or (
-                row.get("method_origin") == origin
-                and sha != getattr(method, "source_sha", None)
-            )
+            or (row.get("method_origin") == method.origin and sha != method.source_sha)
         )
         (stale if outdated else current).append(row)
     return current, stale

@@ -28,9 +28,8 @@ import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
 
-SCHEMA_VERSION = (
-    4  # 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape
-)
+# 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape
+SCHEMA_VERSION = 4
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 

@@ -11,6 +11,7 @@ package imports them all.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,51 @@ def uniform(shape, fan_in: int, generators: Sequence[torch.Generator]) -> torch.
     return torch.stack(
         [(torch.rand(shape, generator=g) * 2 - 1) * bound for g in generators]
     )
+
+
+class DenseHead(nn.Module):
+    """The hidden linear layers and the classifier of S members, each layer one batched
+    matmul with ReLU between: (S, B, widths[0]) -> (S, B, widths[-1])."""
+
+    def __init__(
+        self, widths: Sequence[int], generators: Sequence[torch.Generator]
+    ) -> None:
+        super().__init__()
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(widths):
+            # each member draws weight then bias from its own generator
+            self.weights.append(
+                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
+            )
+            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+
+def dense_params(widths: Sequence[int]) -> int:
+    """Weights and biases of linear layers of these widths."""
+    return sum(a * b + b for a, b in itertools.pairwise(widths))
+
+
+def side_by_side(x: torch.Tensor, members: int, sample_dims: int) -> torch.Tensor:
+    """(S, B, C, ...) per-member batches, or (B, C, ...) shared by every member ->
+    (B, S·C, ...), member s's channels at [s·C, (s+1)·C): the layout of a grouped
+    convolution with groups=S, where no member sees another's channels."""
+    if x.dim() == 1 + sample_dims:  # one batch for every member: each its own copy
+        return x.repeat(1, members, *[1] * (sample_dims - 1))
+    batch = x.shape[1]
+    return x.transpose(0, 1).reshape(batch, members * x.shape[2], *x.shape[3:])
+
+
+def per_member(h: torch.Tensor, members: int) -> torch.Tensor:
+    """(B, S·C, ...) -> (S, B, C·...), each member's features flattened."""
+    return h.reshape(h.shape[0], members, -1).transpose(0, 1)
 
 
 from noisebench.models import cnn, cnn1d, mlp  # noqa: F401 - registers the families

@@ -9,14 +9,20 @@ member sees another's channels. Batch norm keeps statistics per member and chann
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisebench.models import register_model, uniform
+from noisebench.models import (
+    DenseHead,
+    dense_params,
+    per_member,
+    register_model,
+    side_by_side,
+    uniform,
+)
 
 CHANNELS = (32, 64)
 
@@ -47,23 +53,12 @@ class StackedCNN(nn.Module):
             self.register_buffer(f"running_mean{i}", torch.zeros(members, out))
             self.register_buffer(f"running_var{i}", torch.ones(members, out))
             self.pools.append(pool)
-        sizes = [flat, *hidden, num_classes]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            self.weights.append(
-                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
-            )
-            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
+        self.head = DenseHead([flat, *hidden, num_classes], generators)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> (S, B, K)."""
         s = self.members
-        if x.dim() == 4:  # one batch for every member: each gets its own copy of C
-            batch = x.shape[0]
-            h = x.repeat(1, s, 1, 1)
-        else:
-            batch = x.shape[1]
-            h = x.transpose(0, 1).reshape(batch, s * x.shape[2], *x.shape[3:])
+        h = side_by_side(x, s, sample_dims=3)
         for i, (conv, gamma, beta) in enumerate(
             zip(self.convs, self.norm_weights, self.norm_biases, strict=True)
         ):
@@ -79,13 +74,7 @@ class StackedCNN(nn.Module):
             h = F.relu(h)
             if self.pools[i]:
                 h = F.max_pool2d(h, 2)
-        h = h.reshape(batch, s, -1).transpose(0, 1)  # (S, B, features), member-major
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = F.relu(h)
-        return h
+        return self.head(per_member(h, s))
 
 
 def _blocks(input_shape, channels):
@@ -107,7 +96,7 @@ def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
     params = sum(out * c * 9 + 2 * out for c, out, _, _ in blocks)
     units = sum(3 * out * pixels for _, out, pixels, _ in blocks)
     widths = [flat, *hidden, num_classes]
-    params += sum(a * b + b for a, b in itertools.pairwise(widths))
+    params += dense_params(widths)
     return params, units + sum(widths[1:])
 
 

@@ -8,14 +8,20 @@ member sees another's.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisebench.models import register_model, uniform
+from noisebench.models import (
+    DenseHead,
+    dense_params,
+    per_member,
+    register_model,
+    side_by_side,
+    uniform,
+)
 
 CHANNELS = (32, 32, 32)
 KERNEL, STRIDE, PADDING = 5, 2, 2
@@ -51,23 +57,14 @@ class StackedCNN1d(nn.Module):
             )
             self.conv_biases.append(nn.Parameter(uniform((out,), fan_in, generators)))
             c = out
-        sizes = [c * _lengths(length)[-1], *hidden, num_classes]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            self.weights.append(
-                nn.Parameter(uniform((fan_in, fan_out), fan_in, generators))
-            )
-            self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
+        self.head = DenseHead(
+            [c * _lengths(length)[-1], *hidden, num_classes], generators
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (S, B, C, L) per-member batches, or (B, C, L) shared -> (S, B, K)."""
         s = self.members
-        if x.dim() == 3:
-            batch = x.shape[0]
-            h = x.repeat(1, s, 1)
-        else:
-            batch = x.shape[1]
-            h = x.transpose(0, 1).reshape(batch, s * x.shape[2], x.shape[3])
+        h = side_by_side(x, s, sample_dims=2)
         for conv, bias in zip(self.convs, self.conv_biases, strict=True):
             h = F.conv1d(
                 h,
@@ -78,13 +75,7 @@ class StackedCNN1d(nn.Module):
                 groups=s,
             )
             h = F.relu(h)
-        h = h.reshape(batch, s, -1).transpose(0, 1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = F.relu(h)
-        return h
+        return self.head(per_member(h, s))
 
 
 def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
@@ -97,7 +88,7 @@ def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
         units += 2 * out * after
         c = out
     widths = [c * _lengths(length)[-1], *hidden, num_classes]
-    params += sum(a * b + b for a, b in itertools.pairwise(widths))
+    params += dense_params(widths)
     return params, units + sum(widths[1:])
 
 

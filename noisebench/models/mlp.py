@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from noisebench.models import register_model, uniform
+from noisebench.models import dense_params, register_model, uniform
 
 
 class StackedMLP(nn.Module):
@@ -61,7 +61,7 @@ class StackedMLP(nn.Module):
 
 def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:
     widths = [math.prod(input_shape), *hidden, num_classes]
-    params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    params = dense_params(widths)
     return params, sum(widths[1:])
 
 
