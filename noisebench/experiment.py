@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -313,7 +313,7 @@ def estimator_identity(prepared: Prepared) -> dict[str, Any]:
         "noise_mode": spec.noise.mode,
         "seeds": list(spec.seeds),
         "noise_seeds": list(spec.noise_seeds),
-        "train": asdict(spec.train),
+        "train": spec.train.identity(),
     }
 
 

@@ -6,14 +6,24 @@ it) without importing `torch.optim`, whose first use pulls in torch._dynamo and 
 about a second of start-up. Adam uses torch's fused kernel (one pass over memory, what
 `torch.optim.Adam(fused=True)` calls) where this torch has it for the device, and
 otherwise the multi-tensor `torch._foreach_*` ops of `torch.optim.Adam(foreach=True)`.
+
+Learning-rate schedules are pure functions of the global step, here for the same reason
+(`torch.optim.lr_scheduler` is torch.optim too) and because a function of the step is
+plain host-side float math: the engine sets `optimizer.lr = schedule(step)` before each
+step, with no scheduler state and no device sync.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from noisebench.config import TrainConfig
 
 
 class StackedOptimizer:
@@ -135,13 +145,23 @@ def _kernel_works(kernel, device: torch.device) -> bool:
 
 
 class SGD(StackedOptimizer):
-    """SGD with (heavy-ball) momentum and L2 weight decay, as torch.optim.SGD."""
+    """SGD with heavy-ball or Nesterov momentum and L2 weight decay, as torch.optim.SGD
+    (dampening 0): with buffer b <- momentum * b + g, the step is along b, or along
+    g + momentum * b for Nesterov (Sutskever et al. 2013, as torch formulates it)."""
 
     def __init__(
-        self, params, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+        self,
+        params,
+        *,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
     ) -> None:
+        if nesterov and momentum <= 0:  # torch.optim.SGD refuses it too
+            raise ValueError("Nesterov momentum requires a momentum > 0")
         super().__init__(params, lr=lr, weight_decay=weight_decay)
-        self.momentum = momentum
+        self.momentum, self.nesterov = momentum, nesterov
         self.buffers: list[torch.Tensor] | None = None
 
     @torch.no_grad()
@@ -150,12 +170,110 @@ class SGD(StackedOptimizer):
         if self.weight_decay:
             grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
         if self.momentum:
-            if (
-                self.buffers is None
-            ):  # torch.optim starts the buffer at the first gradient
+            # torch.optim starts the buffer at the first gradient
+            if self.buffers is None:
                 self.buffers = [g.clone() for g in grads]
             else:
                 torch._foreach_mul_(self.buffers, self.momentum)
                 torch._foreach_add_(self.buffers, grads)
-            grads = self.buffers
+            if self.nesterov:
+                # out of place: torch adds into the gradients, but ours may be p.grad
+                grads = torch._foreach_add(grads, self.buffers, alpha=self.momentum)
+            else:
+                grads = self.buffers
         torch._foreach_add_(params, grads, alpha=-self.lr)
+
+
+# Learning-rate schedules: the learning rate at global step t (0-based, one step per
+# batch), each equal to the torch.optim.lr_scheduler named in its docstring driven the
+# way stated there. `lr` is the configured (base, or for one-cycle the peak) rate.
+
+
+def constant(t: int, *, lr: float) -> float:
+    """The configured rate throughout."""
+    return lr
+
+
+def step(
+    t: int, *, lr: float, milestones: Sequence[int], gamma: float, steps_per_epoch: int
+) -> float:
+    """MultiStepLR stepped once per epoch: the rate is multiplied by `gamma` at the
+    start of each milestone epoch, so 0-based epoch e runs at
+    lr * gamma ** #(milestones <= e)."""
+    epoch = t // steps_per_epoch
+    for milestone in milestones:
+        if milestone <= epoch:
+            # one multiplication per milestone, as MultiStepLR does: lr * gamma**k can
+            # differ from it in the last bit
+            lr *= gamma
+    return lr
+
+
+def cosine(t: int, *, lr: float, total_steps: int) -> float:
+    """CosineAnnealingLR(T_max=total_steps, eta_min=0) stepped once per batch: a half
+    cosine from `lr` at the first step towards 0 after the last."""
+    # this exact float expression is the one torch's recursive form telescopes to, so
+    # the two agree even where 1 + cos(...) cancels near the end of the run
+    return lr * (1 + math.cos(math.pi * t / total_steps)) / 2
+
+
+def onecycle(
+    t: int,
+    *,
+    lr: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> float:
+    """OneCycleLR(max_lr=lr, total_steps) with its defaults (cosine annealing, two
+    phases) stepped once per batch: cosine from lr / div_factor up to lr over the first
+    pct_start of the steps, then down to lr / div_factor / final_div_factor at the last.
+    Its momentum cycling is not reproduced: momentum stays as configured."""
+    initial = lr / div_factor
+    phases = (  # (last step of the phase, start rate, end rate), as torch lays them out
+        (float(pct_start * total_steps) - 1, initial, lr),
+        (total_steps - 1, lr, initial / final_div_factor),
+    )
+    start_step = 0.0
+    for i, (end_step, start_lr, end_lr) in enumerate(phases):
+        if t <= end_step or i == len(phases) - 1:
+            pct = (t - start_step) / (end_step - start_step)
+            return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
+        start_step = end_step
+    raise AssertionError("unreachable: the last phase always matches")
+
+
+def lr_schedule(config: TrainConfig, *, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate at global step t = epoch * steps_per_epoch + batch (0-based),
+    for t in [0, config.epochs * steps_per_epoch), from config.schedule.
+    `steps_per_epoch` counts every batch, the last short one too: ceil(n_train / batch).
+
+    The engine sets `optimizer.lr = schedule(t)` before each `optimizer.step()`: `lr` is
+    a plain attribute the optimizers read at each step, and the schedule is host-side
+    float math, so this costs no device sync. A step outside the run is a ValueError
+    (the engine counted its steps differently from `steps_per_epoch`).
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    total = config.epochs * steps_per_epoch
+    schedules: dict[str, Callable[[int], float]] = {
+        "constant": partial(constant, lr=config.lr),
+        "step": partial(
+            step,
+            lr=config.lr,
+            milestones=config.milestones,
+            gamma=config.gamma,
+            steps_per_epoch=steps_per_epoch,
+        ),
+        "cosine": partial(cosine, lr=config.lr, total_steps=total),
+        "onecycle": partial(onecycle, lr=config.lr, total_steps=total),
+    }
+    rate = schedules[config.schedule]
+
+    def schedule(t: int) -> float:
+        if not 0 <= t < total:
+            raise ValueError(f"step {t} lies outside the run's {total} steps")
+        return rate(t)
+
+    return schedule

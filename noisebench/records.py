@@ -9,7 +9,6 @@ import hashlib
 import json
 import platform
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +57,7 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
         "params": spec.params,
         "dataset": prepared.dataset.name,
         "dataset_sha": prepared.dataset.sha,
-        "train": asdict(spec.train),
+        "train": spec.train.identity(),
         "noise": {
             "kind": spec.noise.kind,
             "rate": spec.noise.rate,
@@ -135,7 +134,7 @@ def common_fields(
         "dataset_sha": prepared.dataset.sha,
         "model": spec.train.model,
         **model_fields(prepared),
-        "train_config": canonical_json(asdict(spec.train)),
+        "train_config": canonical_json(spec.train.identity()),
         "epochs": spec.train.epochs,
         "noise_type": spec.noise.kind,
         "noise_mode": spec.noise.mode,

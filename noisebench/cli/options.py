@@ -166,6 +166,39 @@ Optimizer = Annotated[
 WeightDecay = Annotated[
     float | None, typer.Option("--weight-decay", help="Default: from the card.")
 ]
+Momentum = Annotated[
+    float | None,
+    typer.Option("--momentum", help="SGD momentum in [0, 1). Default: the card's."),
+]
+Nesterov = Annotated[
+    bool | None,
+    typer.Option(
+        "--nesterov/--no-nesterov",
+        help="Nesterov momentum (sgd, momentum > 0). Default: the card's.",
+        show_default=False,
+    ),
+]
+Schedule = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help="Learning rate over the run: constant | step (x gamma at each milestone "
+        "epoch) | cosine (to 0, per batch) | onecycle (peak --lr, per batch). "
+        "Default: the card's.",
+    ),
+]
+Milestones = Annotated[
+    str | None,
+    typer.Option(
+        "--milestones",
+        help="Epochs at which --schedule step multiplies the rate by --gamma, e.g. "
+        "50,75; '' for none.",
+    ),
+]
+Gamma = Annotated[
+    float | None,
+    typer.Option("--gamma", help="Factor in (0, 1] for --schedule step."),
+]
 Warmup = Annotated[
     float | None,
     typer.Option("--warmup", help="Fraction of epochs trained with plain CE first."),
@@ -218,6 +251,11 @@ class RunOptions(NoiseOptions):
     hidden: Hidden = None
     optimizer: Optimizer = None
     weight_decay: WeightDecay = None
+    momentum: Momentum = None
+    nesterov: Nesterov = None
+    schedule: Schedule = None
+    milestones: Milestones = None
+    gamma: Gamma = None
     warmup: Warmup = None
     val_fraction: ValFraction = None
     transition: TransitionSource = "oracle"
@@ -228,6 +266,8 @@ class RunOptions(NoiseOptions):
         for flag, value, ok, rule in (
             ("--lr", self.lr, lambda v: v > 0, "> 0"),
             ("--weight-decay", self.weight_decay, lambda v: v >= 0, ">= 0"),
+            ("--momentum", self.momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("--gamma", self.gamma, lambda v: 0 < v <= 1, "in (0, 1]"),
             ("--warmup", self.warmup, lambda v: 0 <= v < 1, "in [0, 1)"),
             ("--val-fraction", self.val_fraction, lambda v: 0 < v < 1, "in (0, 1)"),
         ):
@@ -250,6 +290,13 @@ class RunOptions(NoiseOptions):
         twice = sorted({k for k in keys if keys.count(k) > 1})
         _check(not twice, f"--param {', '.join(twice)} given more than once")
         _parse_hidden(self.hidden)
+        _parse_milestones(self.milestones)
+        if self.schedule is not None:
+            from noisebench.config import SCHEDULES
+            from noisebench.errors import unknown
+
+            if self.schedule not in SCHEDULES:
+                raise unknown("schedule", self.schedule, SCHEDULES)
 
     def run_spec(
         self,
@@ -273,6 +320,11 @@ class RunOptions(NoiseOptions):
             hidden=_parse_hidden(self.hidden),
             optimizer=self.optimizer,
             weight_decay=self.weight_decay,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            schedule=self.schedule,
+            milestones=_parse_milestones(self.milestones),
+            gamma=self.gamma,
             warmup=self.warmup,
             val_fraction=self.val_fraction,
         )
@@ -420,6 +472,34 @@ def with_options(*groups: type) -> Callable[[Callable[..., Any]], Callable[..., 
         return wrapper
 
     return decorate
+
+
+def _parse_milestones(text: str | None) -> tuple[int, ...] | None:
+    """--milestones 50,75 as (50, 75); '' is none (to clear a card's). Whether they lie
+    within the epochs is the config's check, once the card's epochs are known."""
+    if text is None:
+        return None
+    if not text.strip():
+        return ()
+    from itertools import pairwise
+
+    from noisebench.config import MAX_EPOCHS
+
+    parts = [part.strip() for part in text.split(",")]
+    _check(
+        all(part.isascii() and part.isdigit() for part in parts),
+        f"--milestones expects comma-separated epochs such as 50,75, got '{text}'",
+    )
+    epochs = tuple(int(part) for part in parts)
+    _check(
+        all(1 <= e <= MAX_EPOCHS for e in epochs),
+        f"--milestones must lie in [1, {MAX_EPOCHS}], got {text}",
+    )
+    _check(
+        all(a < b for a, b in pairwise(epochs)),
+        f"--milestones must be strictly increasing, got {text}",
+    )
+    return epochs
 
 
 def _parse_hidden(text: str | None) -> tuple[int, ...] | None:
