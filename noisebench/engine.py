@@ -13,15 +13,16 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from noisebench.config import TrainConfig
 from noisebench.errors import UserError
+from noisebench.inputs import Inputs
 from noisebench.models import build_model, get_model
-from noisebench.optim import SGD, Adam, StackedOptimizer
+from noisebench.optim import SGD, Adam, StackedOptimizer, lr_schedule
 from noisebench.registry import Context, Method, get_method
 
 
@@ -29,7 +30,8 @@ from noisebench.registry import Context, Method, get_method
 class Task:
     """What the engine trains on, already on the device. S members, N pool samples."""
 
-    x: torch.Tensor  # (N, D) features of the training pool, shared by all members
+    x: torch.Tensor  # (N, *shape) stored samples of the training pool (uint8 pixels
+    # or float features), shared by all members; `inputs` makes model inputs of them
     y_noisy: torch.Tensor  # (S, N) each member's noisy labels
     train_idx: torch.Tensor  # (S, n_train) indices into the pool
     val_idx: torch.Tensor  # (S, n_val) the noisy validation split
@@ -42,6 +44,7 @@ class Task:
     # for methods that require T: (K, K) shared, or (S, K, K) one per member (estimated)
     transition: torch.Tensor | None = None
     transition_source: str = "oracle"
+    inputs: Inputs = field(default_factory=Inputs)
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
@@ -53,6 +56,11 @@ class Task:
             **{f: getattr(self, f)[which] for f in per_member},
             seeds=self.seeds[which],
         )
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample as the model takes it."""
+        return self.inputs.shape_of(tuple(self.x.shape[1:]))
 
     def transition_of(self, member: int) -> torch.Tensor | None:
         t = self.transition
@@ -90,6 +98,7 @@ def make_optimizer(config: TrainConfig, params) -> StackedOptimizer:
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
         )
     decoupled = config.optimizer == "adamw"
     return Adam(
@@ -206,7 +215,7 @@ def probe_loss(
 
 def bytes_per_member(task: Task, config: TrainConfig) -> int:
     samples = max(task.x.shape[0], 0 if task.x_test is None else task.x_test.shape[0])
-    return member_bytes(tuple(task.x.shape[1:]), task.num_classes, samples, config)
+    return member_bytes(task.sample_shape, task.num_classes, samples, config)
 
 
 def member_bytes(
@@ -239,7 +248,7 @@ def stack_limit(task: Task, config: TrainConfig) -> int:
     if task.x.device.type != "cpu":
         return len(task.seeds)
     _, units = get_model(config.model).sizes(
-        tuple(task.x.shape[1:]), config.hidden, task.num_classes
+        task.sample_shape, config.hidden, task.num_classes
     )
     return max(1, CPU_STACK_UNITS // units)
 
@@ -341,16 +350,19 @@ def _fit_members(
     epochs, batch = config.epochs, config.batch_size
     model = build_model(
         config.model,
-        input_shape=tuple(task.x.shape[1:]),
+        input_shape=task.sample_shape,
         hidden=config.hidden,
         num_classes=task.num_classes,
         seeds=task.seeds,
     ).to(device)
     optimizer = make_optimizer(config, model.parameters())
+    schedule = lr_schedule(config, steps_per_epoch=-(-n_train // batch))
+    step = 0
     _, units = get_model(config.model).sizes(
-        tuple(task.x.shape[1:]), config.hidden, task.num_classes
+        task.sample_shape, config.hidden, task.num_classes
     )
-    size = {"members": members, "units": units}  # for evaluation in pieces
+    # for evaluation in pieces, through the same input pipeline (never augmented)
+    size = {"members": members, "units": units, "inputs": task.inputs}
     # One random stream per member, on the device: batch order and the method's draws.
     generators = [
         torch.Generator(device=device).manual_seed(int(s)) for s in task.seeds
@@ -386,17 +398,25 @@ def _fit_members(
             [torch.randperm(n_train, generator=g, device=device) for g in generators]
         )
         order = task.train_idx.gather(1, perm)
+        augmentation = task.inputs.draw(generators, n_train, device)
         for start in range(0, n_train, batch):
             idx = order[:, start : start + batch]  # (S, B)
+            drawn = (
+                None
+                if augmentation is None
+                else augmentation.batch(start, start + batch)
+            )
             with autocast:
-                logits = model(task.x[idx])
+                logits = model(task.inputs(task.x[idx], drawn))
             # the loss always sees float32 logits, whatever precision the forward ran in
             labels = task.y_noisy.gather(1, idx)
             losses = member_losses(logits.float(), labels, contexts)
             bad |= ~torch.isfinite(losses)
             optimizer.zero_grad()
             losses.sum().backward()  # members share no parameters: each its own gradient
+            optimizer.lr = schedule(step)
             optimizer.step()
+            step += 1
         # a finite loss can still leave a member's weights non-finite (an infinite
         # gradient); once per epoch, every member's parameters are checked too
         with torch.no_grad():
@@ -450,16 +470,24 @@ EVAL_ACTIVATIONS = 1 << 28
 
 
 def predict(
-    model: torch.nn.Module, x: torch.Tensor, *, members: int, units: int, shared: bool
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    members: int,
+    units: int,
+    shared: bool,
+    inputs: Inputs | None = None,
 ) -> torch.Tensor:
-    """`model(x)` for an (N, ...) input shared by the members, or (S, N, ...) per member,
-    in pieces of samples small enough for EVAL_ACTIVATIONS (one piece where it fits, so
-    small runs compute exactly what they always did)."""
+    """`model(inputs(x))` for stored samples (N, ...) shared by the members, or
+    (S, N, ...) per member, in pieces of samples small enough for EVAL_ACTIVATIONS (one
+    piece where it fits, so small runs compute exactly what they always did)."""
+    inputs = inputs or Inputs()
     axis = 0 if shared else 1
     piece = max(1, EVAL_ACTIVATIONS // max(1, members * units))
     if x.shape[axis] <= piece:
-        return model(x)
-    return torch.cat([model(part) for part in x.split(piece, dim=axis)], dim=1)
+        return model(inputs(x))
+    parts = x.split(piece, dim=axis)
+    return torch.cat([model(inputs(part)) for part in parts], dim=1)
 
 
 class Snapshot:

@@ -300,3 +300,38 @@ def test_divergence_through_non_finite_weights_is_caught():
     result = fit(task, method=method, params={}, config=config)
     assert result.diverged_at.tolist() == [-1, 0, -1]
     assert torch.isfinite(result.test_logits[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
+def test_every_step_runs_at_the_scheduled_learning_rate(monkeypatch, schedule):
+    """The engine sets the schedule's rate before each optimizer step, counting steps
+    as the schedule does (a ragged last batch included)."""
+    from noisebench import optim
+
+    seen: list[float] = []
+    original = optim.SGD.step
+
+    def recording_step(self):
+        seen.append(self.lr)
+        original(self)
+
+    monkeypatch.setattr(optim.SGD, "step", recording_step)
+    config = replace(
+        CONFIG,
+        optimizer="sgd",
+        nesterov=True,
+        lr=0.1,
+        epochs=4,
+        schedule=schedule,
+        milestones=(2, 3) if schedule == "step" else (),
+    )
+    task = blobs_task(
+        num_classes=3, noise=0.0, method=get_method("ce"), seeds=(0,), n=400
+    )
+    fit(task, method=get_method("ce"), params={}, config=config)
+    per_epoch = -(-task.train_idx.shape[1] // config.batch_size)
+    assert task.train_idx.shape[1] % config.batch_size  # a ragged last batch
+    expected = optim.lr_schedule(config, steps_per_epoch=per_epoch)
+    assert seen == [expected(t) for t in range(config.epochs * per_epoch)]
+    if schedule == "step":  # 0.1 for two epochs, then 0.01, then 0.001
+        assert seen[0] == 0.1 and seen[-1] == pytest.approx(1e-3)
