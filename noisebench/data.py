@@ -3,7 +3,9 @@
 A card is a TOML file in `datasets/` (see `digits.toml`). It names the source, the
 clean test split, the asymmetric class map and the training defaults. A user's own
 table is loaded straight from `--dataset path/to/file.{parquet,csv,npz}`. The clean
-test split is fixed per dataset and never depends on the run's seed.
+test split is fixed per dataset and never depends on the run's seed. Image datasets
+(`pixels = true`: MNIST, CIFAR, a folder or parquet of PNGs) are decoded and cached by
+`noisebench.images`.
 
 Cards and data are untrusted: every card field is checked against `CARD_FIELDS` and
 `SOURCE_OPTIONS`, and every table against the rules in `_features`, `_labels` and
@@ -53,12 +55,22 @@ class Card:
     test_fraction: float = 0.2
     split_seed: int = 0
     standardize: bool = True
-    class_map: dict[int, int] | None = None
+    # the card's table, or "superclass": each class goes to the next one within its
+    # true superclass, read from the data (Dataset.class_map holds the result)
+    class_map: dict[int, int] | str | None = None
     # (channels, height, width) when the features are an image's pixels, row-major:
     # image models (--model cnn) see them so, the others as a flat vector
     image_shape: tuple[int, ...] | None = None
     # (channels, length) when the features are a signal's samples: for --model cnn1d
     signal_shape: tuple[int, ...] | None = None
+    # the features are raw 0..255 pixels, stored as uint8 in channel, height, width
+    # order and normalized on the device with `mean` and `std` (in [0, 1] units)
+    pixels: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    # per-batch augmentation on the device: crop_padding (int), flip (horizontal)
+    augment: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
     origin: str = ""
@@ -69,17 +81,17 @@ class Dataset:
     """A training pool (to be corrupted and split into train/val) and a clean test set."""
 
     name: str
-    x: np.ndarray  # (N, D) float32
+    x: np.ndarray  # (N, D) float32; pixels: (N, C*H*W) uint8, often memory-mapped
     y: np.ndarray  # (N,) int64, clean labels
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
     card: Card
-    sha: str  # content hash of all four arrays
-
-    @property
-    def class_map(self) -> dict[int, int] | None:
-        return self.card.class_map
+    sha: str  # content hash of all four arrays (and, for pixels, of mean and std)
+    class_map: dict[int, int] | None = None  # the asymmetric noise's map, resolved
+    # per-channel normalization of pixels, (x / 255 - mean) / std; None otherwise
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
@@ -133,6 +145,17 @@ def _is_table_file(value: Any) -> bool:
     return _is_text(value) and Path(value).suffix in TABLE_SUFFIXES
 
 
+def _is_unit_list(value: Any, *, low_open: bool) -> bool:
+    """A per-channel list (1 or 3 values: grey or RGB) of numbers in [0, 1] or (0, 1]."""
+    return (
+        isinstance(value, list)
+        and len(value) in (1, 3)
+        and all(
+            _is_real(v) and (0 < v <= 1 if low_open else 0 <= v <= 1) for v in value
+        )
+    )
+
+
 CARD_FIELDS: dict[str, CardField] = {
     "name": CardField(_is_text, "a non-empty string"),
     "source": CardField(lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}", True),
@@ -164,8 +187,35 @@ CARD_FIELDS: dict[str, CardField] = {
         "[channels, length], positive integers",
     ),
     # entries are checked by _class_map, values of [train] by TrainConfig
-    "class_map": CardField(lambda v: isinstance(v, dict), "a table of class = class"),
+    "class_map": CardField(
+        lambda v: isinstance(v, dict) or v == "superclass",
+        'a table of class = class, or "superclass"',
+    ),
+    "class_names": CardField(
+        lambda v: _is_names(v) and len(v) <= MAX_CLASSES,
+        "a list of distinct non-empty strings, one per class",
+    ),
+    # images (noisebench.images checks how these fit together)
+    "pixels": CardField(lambda v: isinstance(v, bool), "true or false"),
+    "mean": CardField(
+        lambda v: _is_unit_list(v, low_open=False),
+        "a list of 1 or 3 numbers in [0, 1], one per channel",
+    ),
+    "std": CardField(
+        lambda v: _is_unit_list(v, low_open=True),
+        "a list of 1 or 3 numbers in (0, 1], one per channel",
+    ),
+    "augment": CardField(
+        lambda v: isinstance(v, dict), "a table of augmentations (crop_padding, flip)"
+    ),
     "train": CardField(lambda v: isinstance(v, dict), "a table of training settings"),
+}
+
+AUGMENT_FIELDS: dict[str, CardField] = {
+    "crop_padding": CardField(
+        lambda v: _is_int(v) and 0 <= v <= 4096, "an integer in [0, 4096]"
+    ),
+    "flip": CardField(lambda v: isinstance(v, bool), "true or false"),
 }
 
 SOURCE_OPTIONS: dict[str, dict[str, CardField]] = {
@@ -181,6 +231,8 @@ SOURCE_OPTIONS: dict[str, dict[str, CardField]] = {
         "test_split": CardField(_is_text, "a non-empty string"),
         "label": CardField(_is_text, "a non-empty string"),
         "features": CardField(_is_names, "a non-empty list of distinct column names"),
+        "image_column": CardField(_is_text, "a non-empty string"),
+        "superclass_column": CardField(_is_text, "a non-empty string"),
     },
     "mnist1d": {
         "num_samples": CardField(
@@ -226,11 +278,16 @@ def read_card(path: str | Path) -> Card:
             raise UserError(f"{where}: '{key}' is required for a {source} card")
     options = {k: v for k, v in raw.items() if k in SOURCE_OPTIONS[source]}
     _check_columns(where, options)
+    from noisebench.images import check_image_fields
+
+    check_image_fields(where, raw)
     num_classes = raw.get("num_classes")
     train = dict(raw.get("train", {}))
     from noisebench.config import TrainConfig  # torch-free
 
     TrainConfig.from_mapping(train, where=f"{where}: [train]")
+    class_map = raw.get("class_map", {})
+    pixels = raw.get("pixels", False)
     return Card(
         name=raw.get("name", path.stem),
         source=source,
@@ -238,14 +295,26 @@ def read_card(path: str | Path) -> Card:
         num_classes=num_classes,
         test_fraction=float(raw.get("test_fraction", 0.2)),
         split_seed=raw.get("split_seed", 0),
-        standardize=raw.get("standardize", True),
-        class_map=_class_map(where, raw.get("class_map", {}), num_classes),
+        # pixels are normalized on the device, never standardized per feature
+        standardize=raw.get("standardize", not pixels),
+        class_map=class_map
+        if isinstance(class_map, str)
+        else _class_map(where, class_map, num_classes),
         image_shape=tuple(raw["image_shape"]) if "image_shape" in raw else None,
         signal_shape=tuple(raw["signal_shape"]) if "signal_shape" in raw else None,
+        pixels=pixels,
+        mean=_floats(raw.get("mean")),
+        std=_floats(raw.get("std")),
+        augment=dict(raw.get("augment", {})),
+        class_names=tuple(raw["class_names"]) if "class_names" in raw else None,
         train=train,
         options=options,
         origin=str(path),
     )
+
+
+def _floats(values: list | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -349,12 +418,24 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_card(dataset: str) -> Card:
-    """A card name (`digits`), a card file (`my.toml`) or a data file (`my.parquet`)."""
+    """A card name (`digits`), a card file (`my.toml`), a data file (`my.parquet`; a
+    parquet of images in the Hugging Face layout too) or a folder of such parquets."""
+    from noisebench import images
+
     cards = card_files()
     if dataset in cards:
         return read_card(cards[dataset])
     path = Path(dataset)
+    if _is_dir(path):
+        return images.folder_card(path)
     if path.suffix == ".toml":
         if not _is_file(path):
             raise UserError(f"dataset card not found: {_clip(dataset, 500)}")
@@ -362,12 +443,15 @@ def resolve_card(dataset: str) -> Card:
     if path.suffix in TABLE_SUFFIXES:
         if not _is_file(path):
             raise UserError(f"data file not found: {_clip(dataset, 500)}")
+        if path.suffix == ".parquet" and images.has_image_column(path):
+            return images.parquet_card(path)
         return Card(
             name=path.stem, source="file", options={"path": str(path)}, origin=str(path)
         )
     if path.suffix or "/" in dataset:
         raise UserError(
-            f"cannot load '{_clip(dataset, 500)}': a data file must end in {', '.join(TABLE_SUFFIXES)}"
+            f"cannot load '{_clip(dataset, 500)}': a data file must end in "
+            f"{', '.join(TABLE_SUFFIXES)} (or be a folder of parquet images)"
         )
     raise unknown("dataset", dataset, cards)
 
@@ -380,6 +464,10 @@ def resolve_card(dataset: str) -> Card:
 def load_dataset(dataset: str | Card) -> Dataset:
     """Load, encode and split a dataset. The test split is fixed by the card's `split_seed`."""
     card = dataset if isinstance(dataset, Card) else resolve_card(dataset)
+    if card.pixels:
+        from noisebench.images import load_images
+
+        return load_images(card)
     loaders = {
         "sklearn": _load_sklearn,
         "huggingface": _load_huggingface,
@@ -390,14 +478,7 @@ def load_dataset(dataset: str | Card) -> Dataset:
     x, y_raw = _clean(card, x, y, "training")
     classes, y = _encode(card, y_raw)
     if test is None:
-        try:
-            pool, held = stratified_split(
-                y,
-                card.test_fraction,
-                seed=derive_seed("test", card.name, card.split_seed),
-            )
-        except UserError as err:
-            raise UserError(f"dataset {card.name}: clean test split: {err}") from None
+        pool, held = clean_test_split(card, y)
         x, y, x_test, y_test = x[pool], y[pool], x[held], y[held]
     else:
         x_test, y_test_raw = _clean(card, *test, "test")
@@ -406,25 +487,8 @@ def load_dataset(dataset: str | Card) -> Dataset:
                 f"dataset {card.name}: the test split has {x_test.shape[1]} features, "
                 f"the training split {x.shape[1]}"
             )
-        lookup = {c: i for i, c in enumerate(classes)}
-        unseen = [v for v in y_test_raw.tolist() if v not in lookup]
-        if unseen:
-            raise UserError(
-                f"dataset {card.name}: test label {_short(unseen[0])} never occurs in training"
-            )
-        y_test = np.array([lookup[v] for v in y_test_raw.tolist()], dtype=np.int64)
-    k = len(classes) if card.num_classes is None else int(card.num_classes)
-    if len(classes) > k:
-        raise UserError(
-            f"dataset {card.name}: card says {k} classes, data has {len(classes)}"
-        )
-    outside = [(s, d) for s, d in (card.class_map or {}).items() if max(s, d) >= k]
-    if outside:
-        s, d = outside[0]
-        raise UserError(
-            f"dataset card {card.origin}: class_map entry {s} = {d} lies outside "
-            f"0..{k - 1} (the data has {k} classes)"
-        )
+        y_test = encode_test_labels(card, classes, y_test_raw)
+    k = class_count(card, classes)
     for name in ("image_shape", "signal_shape"):
         shape = getattr(card, name)
         if shape is not None and int(np.prod(shape)) != x.shape[1]:
@@ -441,7 +505,58 @@ def load_dataset(dataset: str | Card) -> Dataset:
         for a in (x.astype(np.float32), y, x_test.astype(np.float32), y_test)
     ]
     digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()[:16]
-    return Dataset(card.name, *arrays, num_classes=k, card=card, sha=digest)
+    return Dataset(
+        card.name,
+        *arrays,
+        num_classes=k,
+        card=card,
+        sha=digest,
+        class_map=card.class_map if isinstance(card.class_map, dict) else None,
+    )
+
+
+def clean_test_split(card: Card, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, held) of the card's clean test split, fixed by its name and split_seed."""
+    try:
+        return stratified_split(
+            y, card.test_fraction, seed=derive_seed("test", card.name, card.split_seed)
+        )
+    except UserError as err:
+        raise UserError(f"dataset {card.name}: clean test split: {err}") from None
+
+
+def encode_test_labels(card: Card, classes: list, y_test_raw: np.ndarray) -> np.ndarray:
+    """A separate test split's labels in the training split's encoding (0..K-1)."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    unseen = [v for v in y_test_raw.tolist() if v not in lookup]
+    if unseen:
+        raise UserError(
+            f"dataset {card.name}: test label {_short(unseen[0])} never occurs in training"
+        )
+    return np.array([lookup[v] for v in y_test_raw.tolist()], dtype=np.int64)
+
+
+def class_count(card: Card, classes: list) -> int:
+    """K: the card's num_classes, else the data's; the class map and names must fit it."""
+    k = len(classes) if card.num_classes is None else int(card.num_classes)
+    if len(classes) > k:
+        raise UserError(
+            f"dataset {card.name}: card says {k} classes, data has {len(classes)}"
+        )
+    table = card.class_map if isinstance(card.class_map, dict) else {}
+    outside = [(s, d) for s, d in table.items() if max(s, d) >= k]
+    if outside:
+        s, d = outside[0]
+        raise UserError(
+            f"dataset card {card.origin}: class_map entry {s} = {d} lies outside "
+            f"0..{k - 1} (the data has {k} classes)"
+        )
+    if card.class_names is not None and len(card.class_names) != k:
+        raise UserError(
+            f"dataset card {card.origin}: {len(card.class_names)} class_names for "
+            f"{k} classes"
+        )
+    return k
 
 
 def stratified_split(

@@ -84,7 +84,7 @@ def _register() -> None:
     app.command("sweep")(sweep.sweep)
     app.command("methods")(methods.methods)
     app.command("models")(models.models)
-    app.command("datasets")(datasets.datasets)
+    app.add_typer(datasets.app, name="datasets")
     app.add_typer(noise.app, name="noise")
     app.command("leaderboard")(leaderboard.leaderboard)
 
