@@ -100,14 +100,13 @@ def prepare(spec: RunSpec) -> Prepared:
 
     get_model(spec.train.model)  # an unknown model: "did you mean", before the data
     dataset = load_dataset(resolve_card(spec.dataset))
-    t = spec.noise.matrix(dataset.num_classes, dataset.class_map)
+    # the spec as records state it (transition: T's flip rate; human: its labels' rate
+    # and hash), T, and human noise's fixed labels (None: drawn from T per noise seed)
+    noise, t, fixed = spec.noise.realize(dataset)
     _probe(method, params, dataset.num_classes, t)
     check_size(spec, dataset)
-    noise = spec.noise
-    if noise.kind == "transition":  # its nominal rate is the mean flip probability of T
-        noise = replace(noise, rate=round(float(1 - np.diag(t).mean()), 6))
     draws = [
-        draw_noise(dataset, t, spec.noise.mode, seed, spec.train.val_fraction)
+        draw_noise(dataset, t, noise.mode, seed, spec.train.val_fraction, labels=fixed)
         for seed in noise_seeds
     ]
     noisy, train_idx, val_idx = (np.stack(parts) for parts in zip(*draws, strict=True))
@@ -175,16 +174,26 @@ def _probe(method: Method, params: dict[str, Any], num_classes: int, t) -> None:
 
 
 def draw_noise(
-    dataset: Dataset, t: np.ndarray, mode: str, noise_seed: int, val_fraction: float
+    dataset: Dataset,
+    t: np.ndarray,
+    mode: str,
+    noise_seed: int,
+    val_fraction: float,
+    *,
+    labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(noisy labels of the pool, train indices, validation indices) for one noise seed.
 
     Both depend only on (dataset, T, mode, noise seed), never on the training seed, and
     the validation split is stratified by the *noisy* label (DESIGN §4). Its size depends
-    only on the pool size, so every seed's split has the same shape.
+    only on the pool size, so every seed's split has the same shape. Fixed `labels`
+    (human noise) are data, not draws: every noise seed gets them, only its split differs.
     """
-    seed = derive_seed("noise", dataset.name, matrix_sha(t), mode, noise_seed)
-    noisy = corrupt(dataset.y, t, seed=seed, mode=mode)
+    if labels is None:
+        seed = derive_seed("noise", dataset.name, matrix_sha(t), mode, noise_seed)
+        noisy = corrupt(dataset.y, t, seed=seed, mode=mode)
+    else:
+        noisy = np.array(labels, dtype=dataset.y.dtype)  # a copy each seed owns
     train, val = stratified_split(
         noisy, val_fraction, seed=derive_seed("val", dataset.name, noise_seed)
     )

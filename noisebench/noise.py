@@ -9,15 +9,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from noisebench.errors import UserError, dtype_name, unknown
 from noisebench.sampling import largest_remainder
 
-NOISE_TYPES = ("symmetric", "uniform", "pairflip", "asymmetric", "transition")
+if TYPE_CHECKING:
+    from noisebench.data import Dataset
+
+NOISE_TYPES = ("symmetric", "uniform", "pairflip", "asymmetric", "transition", "human")
 MODES = ("exact", "random")
+# The mode of human noise: its labels are data read from a file, not draws from T.
+FIXED = "fixed"
 # Rates at or above these make the noisy label no longer the most likely one in some row.
 _LIMITS = {
     "symmetric": lambda k: (k - 1) / k,
@@ -307,27 +312,66 @@ def matrix_sha(matrix: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """Which noise to apply. `rate` is the nominal rate (for `transition`: 1 - mean diag)."""
+    """Which noise to apply. `rate` is the nominal rate (for `transition`: 1 - mean diag;
+    for `human`: the flip rate its labels realize, set by `realize`).
+
+    human:      per-sample labels `noise_key` of `noise_file`, the same for every noise
+                seed; its mode is "fixed" (the default "exact" is read so; "random" is
+                refused), and `labels_sha` (set by `realize`) identifies the labels.
+    transition: T from `transition_file`, or the T that the labels of a human-noise
+                file realize (`transition_from`, `noise_key`): its synthetic twin.
+    """
 
     kind: str = "symmetric"
     rate: float = 0.0
     mode: str = "exact"
     transition_file: str | None = None
     allow_unidentifiable: bool = False
+    noise_file: str | None = None
+    noise_key: str | None = None
+    transition_from: str | None = None
+    labels_sha: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_TYPES:
             raise unknown("noise type", self.kind, NOISE_TYPES)
-        if self.mode not in MODES:
-            raise unknown("noise mode", self.mode, MODES)
-        if (self.kind == "transition") != (self.transition_file is not None):
+        if self.kind == "human" and self.mode in ("exact", FIXED):
+            object.__setattr__(self, "mode", FIXED)  # frozen: normalized once, here
+        elif self.kind == "human":
             raise UserError(
-                "--transition-file goes with --noise-type transition, and only with it"
+                f"--noise-mode {self.mode} does not apply to human noise: its labels "
+                "are fixed by the file, not drawn"
+            )
+        elif self.mode not in MODES:
+            raise unknown("noise mode", self.mode, MODES)
+        if (self.kind == "human") != (self.noise_file is not None):
+            raise UserError(
+                "--noise-file goes with --noise-type human, and only with it"
+            )
+        if self.transition_file is not None and self.transition_from is not None:
+            raise UserError("give --transition-file or --transition-from, not both")
+        if self.transition_from is not None and self.kind != "transition":
+            raise UserError(
+                "--transition-from goes with --noise-type transition, and only with it"
+            )
+        if (self.kind == "transition") != (
+            self.transition_file is not None or self.transition_from is not None
+        ):
+            raise UserError(
+                "--transition-file goes with --noise-type transition, and only with it "
+                "(or --transition-from, the T of a human-noise file)"
+            )
+        if self.noise_key is not None and not (self.noise_file or self.transition_from):
+            raise UserError(
+                "--noise-key names the labels in --noise-file or --transition-from"
             )
 
     def matrix(
         self, num_classes: int, class_map: dict[int, int] | None = None
     ) -> np.ndarray:
+        """T of a noise model that needs no data (not human noise or its twin)."""
+        if self.kind == "human" or self.transition_from is not None:
+            raise ValueError("human noise and its twin need the data: use realize()")
         if self.kind == "transition":
             return load_transition(
                 self.transition_file,
@@ -342,5 +386,37 @@ class NoiseSpec:
             allow_unidentifiable=self.allow_unidentifiable,
         )
 
+    def realize(
+        self, dataset: Dataset
+    ) -> tuple[NoiseSpec, np.ndarray, np.ndarray | None]:
+        """(this spec as records state it, T, the pool's fixed noisy labels or None).
+
+        A `transition` spec's rate becomes T's mean flip probability; a `human` spec's
+        the rate its labels realize, with their hash. None: labels are drawn from T."""
+        from dataclasses import replace
+
+        if self.kind == "human" or self.transition_from is not None:
+            from noisebench.human import human_noise, labels_sha
+
+            t, noisy = human_noise(
+                dataset,
+                self.noise_file or self.transition_from,
+                self.noise_key,
+                allow_unidentifiable=self.allow_unidentifiable,
+            )
+        else:
+            t, noisy = self.matrix(dataset.num_classes, dataset.class_map), None
+        if self.kind == "transition":  # its nominal rate is the mean flip probability
+            return replace(self, rate=round(float(1 - np.diag(t).mean()), 6)), t, None
+        if self.kind == "human":
+            rate = round(realized_rate(dataset.y, noisy), 6)
+            return replace(self, rate=rate, labels_sha=labels_sha(noisy)), t, noisy
+        return self, t, None
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, without those of human noise and its twin when they are unset:
+        other noise types read as they always did."""
+        optional = ("noise_file", "noise_key", "transition_from", "labels_sha")
+        return {
+            k: v for k, v in asdict(self).items() if k not in optional or v is not None
+        }

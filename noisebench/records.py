@@ -62,6 +62,13 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
             "kind": spec.noise.kind,
             "rate": spec.noise.rate,
             "mode": spec.noise.mode,
+            # human noise: its labels themselves (equal T, other labels: another
+            # configuration); absent otherwise, so other configurations keep their hash
+            **(
+                {"labels_sha": spec.noise.labels_sha}
+                if spec.noise.labels_sha is not None
+                else {}
+            ),
         },
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +26,12 @@ def _draw(opts: options.NoiseOptions, noise_seed: int, val_fraction: float):
 
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-fraction must lie in (0, 1), got {val_fraction:g}")
-    spec = opts.noise_spec()
     ds = load_dataset(resolve_card(opts.dataset))
-    t = spec.matrix(ds.num_classes, ds.class_map)
-    noisy, train, val = draw_noise(ds, t, spec.mode, noise_seed, val_fraction)
+    # the spec as records state it: a transition's rate from T, human noise's from its labels
+    spec, t, fixed = opts.noise_spec().realize(ds)
+    noisy, train, val = draw_noise(
+        ds, t, spec.mode, noise_seed, val_fraction, labels=fixed
+    )
     return spec, ds, t, noisy, train, val
 
 
@@ -42,7 +43,8 @@ def show(
     val_fraction: ValFraction = 0.1,
     as_json: options.Json = False,
 ) -> None:
-    """Print the nominal transition matrix T and the realized one (row-normalized counts)."""
+    """Print the nominal transition matrix T and the realized one (row-normalized counts).
+    For human noise both are the T its labels realize."""
     import numpy as np
 
     from noisebench.noise import confusion, realized_rate
@@ -55,7 +57,7 @@ def show(
         print(
             options.dumps(
                 {
-                    "spec": asdict(spec),
+                    "spec": spec.as_dict(),
                     "dataset": ds.name,
                     "noise_seed": noise_seed,
                     "nominal": t.tolist(),
@@ -110,7 +112,7 @@ def export(
     meta = {
         "dataset": ds.name,
         "dataset_sha": ds.sha,
-        "noise": asdict(spec),
+        "noise": spec.as_dict(),
         "noise_seed": noise_seed,
         "val_fraction": val_fraction,
     }

@@ -45,20 +45,46 @@ NoiseRate = Annotated[
 NoiseType = Annotated[
     str,
     typer.Option(
-        "--noise-type", help="symmetric | uniform | pairflip | asymmetric | transition."
+        "--noise-type",
+        help="symmetric | uniform | pairflip | asymmetric | transition | human.",
     ),
 ]
 NoiseMode = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--noise-mode",
-        help="exact (per-class counts, the default) | random (per label).",
+        help="exact (per-class counts, the default) | random (per label). Not for "
+        "human noise, whose labels are fixed.",
+        show_default=False,
     ),
 ]
 TransitionFile = Annotated[
     Path | None,
     typer.Option(
         "--transition-file", help="A KxK .npy/.csv matrix, for --noise-type transition."
+    ),
+]
+NoiseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--noise-file",
+        help="Per-sample noisy labels for --noise-type human, by training-pool index: "
+        "a CIFAR-10N/100N .pt dictionary, .npz, .npy or .parquet.",
+    ),
+]
+NoiseKey = Annotated[
+    str | None,
+    typer.Option(
+        "--noise-key",
+        help="Which labels of --noise-file or --transition-from (e.g. worse_label).",
+    ),
+]
+TransitionFrom = Annotated[
+    Path | None,
+    typer.Option(
+        "--transition-from",
+        help="For --noise-type transition: the T that a human-noise file realizes "
+        "(its synthetic, class-conditional twin).",
     ),
 ]
 TransitionSource = Annotated[
@@ -217,24 +243,43 @@ class NoiseOptions:
     dataset: Dataset = "digits"
     noise: NoiseRate = 0.0
     noise_type: NoiseType = "symmetric"
-    noise_mode: NoiseMode = "exact"
+    noise_mode: NoiseMode = None  # None: not given (exact; human noise has none)
     transition_file: TransitionFile = None
+    noise_file: NoiseFile = None
+    noise_key: NoiseKey = None
+    transition_from: TransitionFrom = None
     allow_unidentifiable: AllowUnidentifiable = False
 
     def __post_init__(self) -> None:
         _check(0 <= self.noise <= 1, f"--noise must lie in [0, 1], got {self.noise:g}")
+        if self.noise_type == "human":  # its labels and rate come from the file
+            _check(
+                self.noise_mode is None,
+                "--noise-mode does not apply to --noise-type human: its labels are "
+                "fixed by --noise-file, not drawn",
+            )
+            _check(
+                self.noise == 0,
+                "--noise does not apply to --noise-type human: its rate is the one "
+                "the labels of --noise-file realize",
+            )
+        self.noise_spec()  # the combinations of types and files, checked once there
 
     def noise_spec(self):
         from noisebench.noise import NoiseSpec
 
+        def text(path: Path | None) -> str | None:
+            return None if path is None else str(path)
+
         return NoiseSpec(
             kind=self.noise_type,
             rate=self.noise,
-            mode=self.noise_mode,
-            transition_file=None
-            if self.transition_file is None
-            else str(self.transition_file),
+            mode=self.noise_mode or "exact",
+            transition_file=text(self.transition_file),
             allow_unidentifiable=self.allow_unidentifiable,
+            noise_file=text(self.noise_file),
+            noise_key=self.noise_key,
+            transition_from=text(self.transition_from),
         )
 
 
