@@ -269,23 +269,14 @@ def load_images(card: Card) -> Dataset:
     else:
         x, y, x_test = pixels.x, y_all, pixels.x_test
         y_test = encode_test_labels(card, classes, pixels.y_test)
-    if card.mean is not None:
-        mean, std = card.mean, card.std
-    else:  # the training pool's own, never the test split's
-        mean, std = pixel_stats(x, pixels.shape[0])
-        flat = [c for c, s in enumerate(std) if s == 0]
-        if flat:
-            raise UserError(
-                f"dataset {card.name}: channel {flat[0]} has the same value in every "
-                "training image (std 0); give mean and std in a card"
-            )
+    mean, std = _normalization(card, x, pixels.shape[0])
     # the pixels were hashed when the cache was read (or written): hashed once a run
     parts = [
         pixels.digests["x"] if x is pixels.x else digest(x),
         digest(y),
         pixels.digests["x_test"] if x_test is pixels.x_test else digest(x_test),
         digest(y_test),
-        json.dumps([list(mean), list(std)]),
+        json.dumps([list(mean), list(std)]),  # they shape the inputs, as pixels do
     ]
     sha = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
     return Dataset(
@@ -303,12 +294,28 @@ def load_images(card: Card) -> Dataset:
     )
 
 
+def _normalization(
+    card: Card, pool: np.ndarray, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The card's mean and std, else the training pool's own (never the test split's)."""
+    if card.mean is not None and card.std is not None:
+        return card.mean, card.std
+    mean, std = pixel_stats(pool, channels)
+    flat = [c for c, s in enumerate(std) if s == 0]
+    if flat:
+        raise UserError(
+            f"dataset {card.name}: channel {flat[0]} has the same value in every "
+            "training image (std 0); give mean and std in a card"
+        )
+    return mean, std
+
+
 def cache_images(
     card: Card, *, refresh: bool = False, progress: bool = False
 ) -> Pixels:
     """The card's decoded splits: from the cache when it holds them intact (unless
     `refresh`), else read from the source, decoded and cached."""
-    folder = cache_dir() / "images" / f"{_slug(card)}-{cache_key(card)}"
+    folder = cache_folder(card)
     if not refresh:
         hit = read_cache(folder)
         if hit is not None:
@@ -317,6 +324,10 @@ def cache_images(
     pixels = decode_tables(card, tables)
     pixels = replace(pixels, fingerprints=fingerprints)
     return write_cache(folder, pixels)
+
+
+def cache_folder(card: Card) -> Path:
+    return cache_dir() / "images" / f"{_slug(card)}-{cache_key(card)}"
 
 
 def cache_key(card: Card) -> str:

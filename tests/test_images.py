@@ -588,6 +588,10 @@ BAD_TABLES = {
         pa.table({"image": pa.array(GOOD[:9] + [None], pa.binary()), "label": np.arange(10) % 2}),
         "1 of 10 rows of column 'image' have no image bytes",
     ),
+    "constant": (
+        _table_with([png(np.zeros((4, 4), np.uint8))] * 10),
+        "channel 0 has the same value in every training image (std 0)",
+    ),
     "no label": (pa.table({"image": pa.array(GOOD, pa.binary())}), "no 'label' column"),
     "two image columns": (
         pa.table({"a": pa.array(GOOD, pa.binary()), "b": pa.array(GOOD, pa.binary()), "label": np.arange(10) % 2}),
@@ -705,3 +709,30 @@ def test_tabular_parquet_by_path_is_still_a_table(tmp_path):
     pq.write_table(table, tmp_path / "t.parquet")
     ds = load_dataset(str(tmp_path / "t.parquet"))
     assert ds.x.dtype == np.float32 and not ds.card.pixels and ds.mean is None
+
+
+def test_the_test_split_must_have_the_training_images_shape(tmp_path):
+    train, test = random_images(12, (4, 4, 3), 0), random_images(6, (4, 5, 3), 1)
+    folder = write_folder(
+        tmp_path / "f",
+        hub_table(train, np.arange(12) % 2),
+        hub_table(test, np.arange(6) % 2),
+    )
+    assert_one_line_error(
+        tmp_path,
+        "the test split's images are [3, 4, 5], the training split's [3, 4, 4]",
+        "--dataset",
+        str(folder),
+    )
+
+
+def test_the_listing_shows_the_image_cards():
+    result = invoke("datasets", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)["datasets"]}
+    assert rows["cifar100"]["class_map"] == "superclass"
+    assert rows["cifar10"]["class_map"] == {str(k): v for k, v in CIFAR10_MAP.items()}
+    assert rows["mnist"]["image_shape"] == [1, 28, 28] and rows["mnist"]["pixels"]
+    assert rows["digits"]["pixels"] is False
+    table = invoke("datasets")
+    assert table.exit_code == 0 and "superclass" in table.stdout

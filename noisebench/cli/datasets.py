@@ -90,9 +90,10 @@ def download(name: Name, force: Force = False, as_json: options.Json = False) ->
     card = resolve_card(name)
     where = None
     if card.pixels:
-        from noisebench.images import cache_images
+        from noisebench.images import cache_folder, cache_images, read_cache
 
-        if not as_json:
+        fresh = force or read_cache(cache_folder(card)) is None
+        if fresh and not as_json:
             options.stderr_console().print(f"fetching and decoding {card.name} ...")
         pixels = cache_images(card, refresh=force, progress=not as_json)
         if pixels.where is None:
