@@ -33,6 +33,9 @@ class ModelEntry:
     sizes: Callable[..., tuple[int, int]]
     takes: str  # "vector" (flat features), "image" (C, H, W) or "signal" (C, L)
     summary: str
+    # the widths `hidden` means for this model when the card's widths are for another
+    # (a ResNet's stage widths); None where the card's hidden layers apply as they are
+    default_hidden: tuple[int, ...] | None = None
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -42,14 +45,18 @@ INPUTS = ("vector", "image", "signal")
 
 
 def register_model(
-    name: str, *, sizes: Callable[..., tuple[int, int]], takes: str = "vector"
+    name: str,
+    *,
+    sizes: Callable[..., tuple[int, int]],
+    takes: str = "vector",
+    default_hidden: tuple[int, ...] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     if takes not in INPUTS:
         raise ValueError(f"model {name}: takes must be one of {INPUTS}, not {takes!r}")
 
     def decorate(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         summary = (build.__doc__ or "").strip().splitlines()[0]
-        entry = ModelEntry(name, build, sizes, takes, summary)
+        entry = ModelEntry(name, build, sizes, takes, summary, default_hidden)
         MODELS.register(name, entry, origin=build.__module__)
         return build
 
@@ -107,6 +114,16 @@ def uniform(shape, fan_in: int, generators: Sequence[torch.Generator]) -> torch.
     )
 
 
+def kaiming_normal(
+    shape, fan_out: int, generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """(S, *shape) drawn from N(0, 2/fan_out) with each member's own generator: the
+    convolutions' init in torchvision's ResNets (kaiming_normal_, mode="fan_out",
+    nonlinearity="relu"), which keeps the backward pass's variance through ReLUs."""
+    std = math.sqrt(2.0 / fan_out)
+    return torch.stack([torch.randn(shape, generator=g) * std for g in generators])
+
+
 class DenseHead(nn.Module):
     """The hidden linear layers and the classifier of S members, each layer one batched
     matmul with ReLU between: (S, B, widths[0]) -> (S, B, widths[-1])."""
@@ -152,4 +169,4 @@ def per_member(h: torch.Tensor, members: int) -> torch.Tensor:
     return h.reshape(h.shape[0], members, -1).transpose(0, 1)
 
 
-from noisebench.models import cnn, cnn1d, mlp  # noqa: F401 - registers the families
+from noisebench.models import cnn, cnn1d, mlp, resnet  # noqa: F401 - registers them

@@ -18,6 +18,7 @@ from torch import nn
 from noisebench.models import (
     DenseHead,
     dense_params,
+    layers,
     per_member,
     register_model,
     side_by_side,
@@ -62,13 +63,13 @@ class StackedCNN(nn.Module):
         for i, (conv, gamma, beta) in enumerate(
             zip(self.convs, self.norm_weights, self.norm_biases, strict=True)
         ):
-            h = F.conv2d(h, conv.flatten(0, 1), padding=1, groups=s)
-            h = F.batch_norm(
+            h = layers.conv2d(h, conv, padding=1)
+            h = layers.batch_norm(
                 h,
-                getattr(self, f"running_mean{i}").view(-1),  # views: updated in place
-                getattr(self, f"running_var{i}").view(-1),
-                gamma.flatten(),
-                beta.flatten(),
+                getattr(self, f"running_mean{i}"),
+                getattr(self, f"running_var{i}"),
+                gamma,
+                beta,
                 training=self.training,
             )
             h = F.relu(h)
