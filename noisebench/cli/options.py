@@ -180,7 +180,9 @@ BatchSize = Annotated[
 Model = Annotated[
     str | None,
     typer.Option(
-        "--model", help="mlp | cnn (images) | cnn1d (signals). Default: the card's."
+        "--model",
+        help="mlp | cnn, resnet32, resnet34, preact_resnet18 (images; a ResNet's "
+        "--hidden is its stage widths) | cnn1d (signals). Default: the card's.",
     ),
 ]
 Hidden = Annotated[
