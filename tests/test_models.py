@@ -18,10 +18,11 @@ SHAPES = {
     "cnn": [(1, 8, 8), (3, 9, 7), (2, 1, 1)],
     "cnn1d": [(1, 40), (2, 17), (1, 1)],
     # odd sides: a stride-2 convolution and the shortcut's subsampling agree on ceil(n/2).
-    # Not resnet34 on 8x8: its last stage is 1x1, where batch norm over 6 samples blows
-    # the grouped and the plain convolution's different rounding up to 3e-5 in logits
+    # Not resnet34 on 5x5 or 8x8: after 33 layers, batch norm over the few values of a
+    # 1x1 last stage blows the grouped and the plain convolutions' different rounding up
+    # to 1e-4 in logits (measured), past the 1e-5 the test allows
     "resnet32": [(3, 8, 8), (2, 9, 7)],
-    "resnet34": [(3, 12, 12), (1, 5, 5)],
+    "resnet34": [(3, 12, 12), (2, 13, 11)],
     "preact_resnet18": [(3, 32, 32), (2, 7, 9)],
 }
 HIDDEN = (16, 8)
@@ -383,16 +384,17 @@ def _of_type(module: nn.Module, kind: type) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, kind)]
 
 
+@pytest.mark.parametrize("seeds", [[5], [3, 5, 8]])
 @pytest.mark.parametrize("name", RESNETS)
-def test_a_resnet_member_computes_what_torchs_layers_compute(name):
-    """Member s, loaded into a ResNet of nn.Conv2d / nn.BatchNorm2d / nn.Linear, gives
-    the same logits in training mode, moves the same running statistics, and gives the
-    same logits in evaluation mode."""
+def test_a_resnet_member_computes_what_torchs_layers_compute(name, seeds):
+    """Member s (alone, or among others), loaded into a ResNet of nn.Conv2d /
+    nn.BatchNorm2d / nn.Linear, gives the same logits in training mode, moves the same
+    running statistics, and gives the same logits in evaluation mode."""
     from noisebench.models import layers
 
-    shape, s, widths = (3, 11, 9), 1, STAGE_WIDTHS[name]  # odd sides: ceil(n / 2)
+    shape, s, widths = (3, 11, 9), seeds.index(5), STAGE_WIDTHS[name]  # odd sides
     model = build_model(
-        name, input_shape=shape, hidden=widths, num_classes=5, seeds=[3, 5, 8]
+        name, input_shape=shape, hidden=widths, num_classes=5, seeds=seeds
     )
     reference = ReferenceResNet(name, shape[0], widths, 5)
     convs = list(
@@ -416,7 +418,7 @@ def test_a_resnet_member_computes_what_torchs_layers_compute(name):
             theirs.weight.copy_(ours.weight[s]), theirs.bias.copy_(ours.bias[s])
         reference.linear.weight.copy_(model.head.weights[0][s].T)
         reference.linear.bias.copy_(model.head.biases[0][s, 0])
-    x = torch.randn(3, 16, *shape)
+    x = torch.randn(len(seeds), 16, *shape)
     torch.testing.assert_close(model(x)[s], reference(x[s]), rtol=1e-4, atol=1e-5)
     for ours, theirs in norms:
         torch.testing.assert_close(ours.running_mean[s], theirs.running_mean)
