@@ -74,11 +74,43 @@ TRANSITION_SOURCES = ("oracle", "estimated")
 
 
 def train_config_for(card: Card, **overrides: Any):
-    """The card's training defaults with the non-None `overrides` applied, validated."""
-    from noisebench.config import TrainConfig
+    """The card's training defaults with the non-None `overrides` applied, validated.
 
-    values = {**card.train, **{k: v for k, v in overrides.items() if v is not None}}
+    A model other than the card's, with no widths given, gets its own default widths
+    where it has them (a ResNet's stage widths are no MLP's hidden layers)."""
+    from noisebench.config import TrainConfig
+    from noisebench.models import MODELS
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**card.train, **given}
+    model = values.get("model", TrainConfig.model)
+    if (
+        model != card.train.get("model", TrainConfig.model)
+        and "hidden" not in given
+        and model in MODELS
+        and MODELS.get(model).default_hidden is not None
+    ):
+        values["hidden"] = MODELS.get(model).default_hidden
+    if "epochs" in given and "milestones" not in given and card.train.get("milestones"):
+        values["milestones"] = scaled_milestones(
+            card.train["milestones"],
+            card.train.get("epochs", TrainConfig.epochs),
+            given["epochs"],
+        )
     return TrainConfig.from_mapping(values, where=f"dataset {card.name}")
+
+
+def scaled_milestones(milestones, card_epochs: Any, epochs: Any) -> Any:
+    """A card's step-decay milestones moved to the same fractions of a run of `epochs`
+    (a CIFAR card's 100 and 150 of 200 epochs are 5 and 8 of 10), at least epoch 1,
+    without repeats. Values that are not integers are left for TrainConfig to refuse."""
+    numbers = [*milestones, card_epochs, epochs]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+        return milestones
+    if card_epochs < 1 or epochs < 1:
+        return milestones
+    scaled = [max(1, min(epochs, round(m * epochs / card_epochs))) for m in milestones]
+    return sorted(set(scaled))
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -159,6 +191,33 @@ def sample_shape(spec: RunSpec, dataset: Dataset) -> tuple[int, ...]:
     )
 
 
+def model_inputs(spec: RunSpec, dataset: Dataset, device) -> Any:
+    """(how the engine stores the samples, its `Inputs`): pixel datasets stay uint8
+    images on the device, normalized and augmented there per batch (flattened last for
+    a model that takes vectors); other data is stored as the model takes it."""
+    from noisebench.inputs import Inputs
+    from noisebench.models import get_model
+
+    augment = dataset.card.augment or {}
+    crop, flip = augment.get("crop_padding", 0), augment.get("flip", False)
+    is_image = get_model(spec.train.model).takes == "image"
+    if dataset.mean is None:  # features standardized on the host
+        shape = sample_shape(spec, dataset)
+        if is_image:
+            return shape, Inputs(crop_padding=crop, flip=flip)
+        return shape, Inputs()
+    shape = tuple(dataset.card.image_shape)
+    inputs = Inputs.for_pixels(
+        dataset.mean,
+        dataset.std,
+        crop_padding=crop,
+        flip=flip,
+        flat=get_model(spec.train.model).takes == "vector",
+        device=device,
+    )
+    return shape, inputs
+
+
 def _gb(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**28 else f"{size / 2**20:.0f} MiB"
 
@@ -224,13 +283,13 @@ def run(
     started = datetime.now(timezone.utc)
     needs_t = "transition" in prepared.method.requires
     score_test = spec.phase not in TUNING_PHASES
-    shape = sample_shape(spec, ds)
+    shape, inputs = model_inputs(spec, ds, device)
     task = engine.Task(
-        x=torch.as_tensor(ds.x, device=device).reshape(-1, *shape),
+        x=torch.tensor(ds.x, device=device).reshape(-1, *shape),
         y_noisy=torch.as_tensor(prepared.noisy, device=device),
         train_idx=torch.as_tensor(prepared.train_idx, device=device),
         val_idx=torch.as_tensor(prepared.val_idx, device=device),
-        x_test=torch.as_tensor(ds.x_test, device=device).reshape(-1, *shape)
+        x_test=torch.tensor(ds.x_test, device=device).reshape(-1, *shape)
         if score_test
         else None,
         y_test=torch.as_tensor(ds.y_test, device=device) if score_test else None,
@@ -241,6 +300,7 @@ def run(
         )
         if needs_t
         else None,
+        inputs=inputs,
     )
     estimator_seconds, t_error = 0.0, None
     if spec.transition == "estimated":
@@ -320,6 +380,7 @@ def estimator_identity(prepared: Prepared) -> dict[str, Any]:
         "dataset_sha": prepared.dataset.sha,
         "transition_sha": matrix_sha(prepared.transition),
         "noise_mode": spec.noise.mode,
+        "labels_sha": spec.noise.labels_sha,  # human noise: the labels themselves
         "seeds": list(spec.seeds),
         "noise_seeds": list(spec.noise_seeds),
         "train": spec.train.identity(),

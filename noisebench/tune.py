@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,19 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
             "mode": spec.base.noise.mode,
         },
         "transition_sha": matrix_sha(prepared.transition),
+        # human noise: the labels themselves (two files can share one realized T)
+        **(
+            {"labels_sha": prepared.spec.noise.labels_sha}
+            if prepared.spec.noise.labels_sha is not None
+            else {}
+        ),
         # only when estimated, so that the studies of oracle-T runs keep their names
         **(
             {"transition_source": "estimated"}
             if spec.base.transition != "oracle"
             else {}
         ),
-        "train": asdict(spec.base.train),
+        "train": spec.base.train.identity(),
         "tune_seeds": spec.tune_seeds,
         # only when fixed, so that the studies of per-seed noise keep their names
         **({"noise_seed": spec.noise_seed} if spec.noise_seed is not None else {}),

@@ -1,15 +1,22 @@
-"""Helpers shared by several test modules: a valid record, and noisebench subprocesses."""
+"""Helpers shared by several test modules: a valid record, noisebench subprocesses, and
+image datasets written in the Hugging Face hub's parquet layout."""
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from noisebench.store import SCHEMA
 
@@ -90,3 +97,58 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
         proc.send_signal(signal.SIGABRT)
         _, err = proc.communicate()
         pytest.fail(f"noisebench hung for {timeout} s; its stacks:\n{err[-6000:]}")
+
+
+# image datasets in the hub's layout
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """(H, W) grey or (H, W, 3) RGB uint8 -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def random_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def hub_table(
+    stack: np.ndarray,
+    labels,
+    *,
+    column: str = "img",
+    label: str = "label",
+    extra: dict | None = None,
+    metadata: bool = True,
+    structs: bool = True,
+) -> pa.Table:
+    """A table as the hub stores one: PNG structs (or plain bytes), labels, and the
+    `huggingface` schema metadata that makes `datasets` read the column as Image."""
+    cells = [png(a) for a in stack]
+    if structs:
+        images_col = pa.array(
+            [{"bytes": b, "path": None} for b in cells],
+            pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+        )
+    else:
+        images_col = pa.array(cells, pa.binary())
+    table = pa.table({column: images_col, label: labels, **(extra or {})})
+    if metadata:
+        features = {
+            column: {"_type": "Image"},
+            label: {"dtype": "int64", "_type": "Value"},
+        }
+        for name in extra or {}:
+            features[name] = {"dtype": "int64", "_type": "Value"}
+        info = {"info": {"features": features}}
+        table = table.replace_schema_metadata({"huggingface": json.dumps(info)})
+    return table
+
+
+def write_folder(folder: Path, train: pa.Table, test: pa.Table | None = None) -> Path:
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(train, folder / "data" / "train-00000-of-00001.parquet")
+    if test is not None:
+        pq.write_table(test, folder / "data" / "test-00000-of-00001.parquet")
+    return folder

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import hub_table, png, random_images, write_folder
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -41,17 +42,6 @@ def caches(tmp_path, monkeypatch):
     return tmp_path / "nb_cache"
 
 
-def png(pixels: np.ndarray) -> bytes:
-    """(H, W) grey or (H, W, 3) RGB uint8 -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def random_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
-
-
 def chw(stack: np.ndarray) -> np.ndarray:
     """The expected rows: (N, H, W[, C]) -> (N, C*H*W), written out index by index."""
     n, h, w = stack.shape[:3]
@@ -68,47 +58,6 @@ def chw(stack: np.ndarray) -> np.ndarray:
                     )
                     out[i, ch * h * w + row * w + col] = value
     return out
-
-
-def hub_table(
-    stack: np.ndarray,
-    labels,
-    *,
-    column: str = "img",
-    label: str = "label",
-    extra: dict | None = None,
-    metadata: bool = True,
-    structs: bool = True,
-) -> pa.Table:
-    """A table as the hub stores one: PNG structs (or plain bytes), labels, and the
-    `huggingface` schema metadata that makes `datasets` read the column as Image."""
-    cells = [png(a) for a in stack]
-    if structs:
-        images_col = pa.array(
-            [{"bytes": b, "path": None} for b in cells],
-            pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-        )
-    else:
-        images_col = pa.array(cells, pa.binary())
-    table = pa.table({column: images_col, label: labels, **(extra or {})})
-    if metadata:
-        features = {
-            column: {"_type": "Image"},
-            label: {"dtype": "int64", "_type": "Value"},
-        }
-        for name in extra or {}:
-            features[name] = {"dtype": "int64", "_type": "Value"}
-        info = {"info": {"features": features}}
-        table = table.replace_schema_metadata({"huggingface": json.dumps(info)})
-    return table
-
-
-def write_folder(folder: Path, train: pa.Table, test: pa.Table | None = None) -> Path:
-    (folder / "data").mkdir(parents=True)
-    pq.write_table(train, folder / "data" / "train-00000-of-00001.parquet")
-    if test is not None:
-        pq.write_table(test, folder / "data" / "test-00000-of-00001.parquet")
-    return folder
 
 
 def card_file(path: Path, folder: Path, **fields) -> Path:

@@ -99,7 +99,7 @@ def _as_json(prepared, records, shard: Path | None) -> dict:
             "method_version": prepared.method.version,
             "params": spec.params,
             "dataset": prepared.dataset.name,
-            "noise": asdict(spec.noise),
+            "noise": spec.noise.as_dict(),
             "transition": spec.transition,
             "train": asdict(spec.train),
             "seeds": list(spec.seeds),

@@ -36,7 +36,8 @@ Dataset = Annotated[
     str,
     typer.Option(
         "--dataset",
-        help="A dataset card name, a card .toml, or a .parquet/.csv/.npz file.",
+        help="A dataset card name, a card .toml, a .parquet/.csv/.npz file, or a "
+        "folder in the Hugging Face layout (data/train-*.parquet with an image column).",
     ),
 ]
 NoiseRate = Annotated[
