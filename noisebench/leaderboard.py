@@ -263,8 +263,17 @@ def describe_setup(train_config: str) -> str:
         c = json.loads(train_config)
         hidden = "-".join(str(h) for h in c.get("hidden", []))
         text = f"{c['model']} {hidden}, {c['epochs']} epochs, {c['optimizer']} lr {c['lr']:g}, batch {c['batch_size']}"
+        if c.get("optimizer") == "sgd":
+            momentum = c.get("momentum", 0.9)
+            text += f", {'Nesterov ' if c.get('nesterov') else ''}momentum {momentum:g}"
         if c.get("weight_decay"):
             text += f", wd {c['weight_decay']:g}"
+        schedule = c.get("schedule", "constant")
+        if schedule == "step":
+            at = ",".join(str(m) for m in c.get("milestones", []))
+            text += f", lr x{c.get('gamma', 0.1):g} at epochs {at}"
+        elif schedule != "constant":
+            text += f", {schedule} schedule"
         if c.get("warmup"):
             text += f", CE warm-up {c['warmup']:g}"
         return text + f", {c['val_fraction']:g} noisy validation"

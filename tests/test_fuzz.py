@@ -309,7 +309,8 @@ FIELDS = ["name", "description", "num_classes", "test_fraction", "split_seed",
           "standardize", "class_map", "train", "source", "image_shape",
           "signal_shape"]  # fmt: skip
 TRAIN_KEYS = ["model", "hidden", "epochs", "batch_size", "optimizer", "lr",
-              "weight_decay", "momentum", "val_fraction", "warmup"]  # fmt: skip
+              "weight_decay", "momentum", "val_fraction", "warmup", "nesterov",
+              "schedule", "milestones", "gamma"]  # fmt: skip
 
 
 def assert_valid_card(card: Card) -> None:

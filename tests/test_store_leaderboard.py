@@ -306,3 +306,42 @@ def test_asymmetric_runs_with_different_class_maps_never_share_a_table():
     assert all(len(next(iter(b.cells.values()))[0.2].records) == 2 for b in tables)
     assert len({b.slug for b in tables}) == 3
     assert "class map 2→7, 3→8" in lb.render_markdown(rows)
+
+
+def test_the_setup_line_names_the_recipe():
+    """Two boards that differ only in their SGD recipe must not read alike."""
+    from noisebench.leaderboard import describe_setup
+
+    base = {
+        "model": "resnet32",
+        "hidden": [16, 32, 64],
+        "epochs": 200,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "batch_size": 128,
+        "weight_decay": 1e-4,
+        "momentum": 0.9,
+        "val_fraction": 0.1,
+    }
+    plain = describe_setup(json.dumps(base))
+    recipe = describe_setup(
+        json.dumps(
+            base
+            | {
+                "nesterov": True,
+                "schedule": "step",
+                "milestones": [100, 150],
+                "gamma": 0.1,
+            }
+        )
+    )
+    assert plain == (
+        "resnet32 16-32-64, 200 epochs, sgd lr 0.1, batch 128, momentum 0.9, "
+        "wd 0.0001, 0.1 noisy validation"
+    )
+    assert recipe == (
+        "resnet32 16-32-64, 200 epochs, sgd lr 0.1, batch 128, Nesterov momentum 0.9, "
+        "wd 0.0001, lr x0.1 at epochs 100,150, 0.1 noisy validation"
+    )
+    cosine = describe_setup(json.dumps(base | {"schedule": "cosine"}))
+    assert cosine.endswith("wd 0.0001, cosine schedule, 0.1 noisy validation")
