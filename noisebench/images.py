@@ -22,12 +22,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
 import shlex
 import shutil
-from contextlib import nullcontext
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -406,7 +410,7 @@ def _source_tables(card: Card, *, progress: bool) -> tuple[dict[str, Any], dict]
             continue
         quiet = nullcontext() if progress else _no_progress_bars(datasets)
         try:
-            with quiet:
+            with quiet, _hub_logs_silenced(), _offline_unless_reachable(opts["path"]):
                 ds = datasets.load_dataset(
                     opts["path"], name=opts.get("config"), split=split
                 )
@@ -416,6 +420,55 @@ def _source_tables(card: Card, *, progress: bool) -> tuple[dict[str, Any], dict]
             raise _load_error(card, split, err) from None
         fingerprints[role] = str(getattr(ds, "_fingerprint", ""))
     return tables, fingerprints
+
+
+@contextmanager
+def _hub_logs_silenced() -> Iterator[None]:
+    """huggingface_hub logs a warning per retry of a failed request ('Retrying in 1s
+    ...'): our one-line error says it better."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def _offline_unless_reachable(path: str) -> Iterator[None]:
+    """With no route to the hub, `datasets` retries for about 30 s before it gives up.
+    A hub id whose host does not answer a TCP connection within 3 s is loaded in
+    offline mode instead: from the Hugging Face cache if it is there, or failing at
+    once. Local folders, an explicit offline mode and proxies (which a direct
+    connection cannot judge) go through unchanged."""
+    import huggingface_hub.constants as hub
+
+    import datasets
+
+    proxied = any(
+        os.environ.get(v)
+        for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    )
+    if Path(path).exists() or hub.HF_HUB_OFFLINE or proxied or _reachable(hub.ENDPOINT):
+        yield
+        return
+    saved = hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _read_parquet(path: Path) -> Any:

@@ -338,6 +338,45 @@ def test_offline_without_a_cache_says_what_to_run(tmp_path, monkeypatch):
         load_dataset(str(card))
 
 
+def test_an_unreachable_hub_is_asked_offline_and_its_retries_stay_quiet(
+    tmp_path, monkeypatch, capfd
+):
+    """No route to the hub: `datasets` runs in offline mode (the HF cache or a quick
+    failure, not 30 s of retries), and huggingface_hub's retry warnings never reach
+    stderr, which holds the one line."""
+    import logging
+
+    import huggingface_hub.constants as hub
+
+    import datasets
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(images, "_reachable", lambda endpoint: False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    seen = []
+
+    def load(*args, **kwargs):
+        seen.append((hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE))
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s")
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    result = invoke("evaluate", "--dataset", "cifar10", "--method", "ce")
+    assert result.exit_code == 2
+    assert seen == [(True, True)]
+    assert (hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE) == (False, False)
+    err = capfd.readouterr().err + result.output
+    assert "Retrying" not in err
+    assert "when online, run: noisebench datasets download cifar10" in err
+    # reachable: nothing changes
+    monkeypatch.setattr(images, "_reachable", lambda endpoint: True)
+    seen.clear()
+    invoke("evaluate", "--dataset", "cifar10", "--method", "ce")
+    assert seen == [(False, False)]
+
+
 def test_download_caches_and_reports(tmp_path, rgb, monkeypatch, caches):
     folder, train, _ = rgb
     card = card_file(
