@@ -294,8 +294,8 @@ def builtin_dir(kind: str) -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / kind
 
 
-def _load_file(path: Path) -> None:
-    module_name = f"noisebench_methods.{path.stem}"
+def _load_file(path: Path, module_name: str | None = None) -> None:
+    module_name = module_name or f"noisebench_methods.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
@@ -394,6 +394,111 @@ def discover() -> None:
             f"entry-point:{dist}", f"entry point {ep.name} = {ep.value} ({dist})"
         )
         _load(loading, ep.load, reserved)
+
+
+class PluginLoadError(Exception):
+    """A plugin's own code failed while loading: its module raised, or register_method
+    refused what it declared. The message is one line."""
+
+
+def _load_alone(loading: _Loading, load: Callable[[], Any]) -> list[Method]:
+    """Run `load` and return what it registered, committing nothing: the registry,
+    its load errors and discovery stay as they were."""
+    _loading.append(loading)
+    try:
+        load()
+    except Exception as err:  # the plugin's own failure is the answer
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        raise PluginLoadError(message) from err
+    finally:
+        _loading.pop()
+    return list(loading.pending)
+
+
+def builtin_names() -> set[str]:
+    """The names of the built-in method files, which no other plugin may take."""
+    folder = builtin_dir("methods")
+    return {p.stem for p in folder.glob("*.py") if not p.name.startswith("_")}
+
+
+def load_method_file(path: str | Path) -> Method:
+    """Load one `methods/*.py`-style file on its own, wherever it lies, as
+    `noisebench methods check FILE` does: nothing is registered, and discovery is
+    neither run nor changed. The rules of `methods/` apply: the file registers exactly
+    the method named after its stem, and a built-in name is taken only by the built-in
+    file itself. Raises UserError for a file that is no method file, PluginLoadError
+    when the file's own code fails."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if not path.is_file() or path.suffix != ".py":
+        raise UserError(f"{path} is not a Python file (.py): a method is one .py file")
+    name = path.stem
+    if not NAME_RE.match(name):
+        raise UserError(
+            f"{path}: a method file is named after its method, and '{name}' is not a "
+            f"valid method name (it must match {NAME_RE.pattern})"
+        )
+    builtin = builtin_dir("methods") / path.name
+    is_builtin = name in builtin_names() and builtin.resolve() == path.resolve()
+    if name in builtin_names() and not is_builtin:
+        raise UserError(
+            f"{path}: '{name}' is the built-in method {builtin}, and built-in names are "
+            "reserved; rename the file and its method"
+        )
+    loading = _Loading(
+        "builtin" if is_builtin else str(path.resolve()), str(path), expected=name
+    )
+    module = f"noisebench_check.{name}"  # never the module discovery loads it as
+    found = _load_alone(loading, lambda: _load_file(path, module))
+    if [m.name for m in found] != [name]:
+        raise UserError(
+            f"{path} registers {', '.join(repr(m.name) for m in found) or 'no method'}, "
+            f"but a method file registers exactly the method it is named after ('{name}')"
+        )
+    return found[0]
+
+
+def load_entry_point(name: str) -> Method:
+    """Load the method of one installed plugin, the entry point `name` of the
+    `noisebench.methods` group, on its own (nothing is registered). Its module is
+    imported afresh. Raises UserError for an unknown entry point or one that registers
+    no method, a built-in name, or several methods none of which is named `name`;
+    PluginLoadError when the plugin's own code fails."""
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in found:
+        if not found:
+            raise UserError(
+                f"unknown entry point '{name}': no installed package declares one in "
+                f"the {ENTRY_POINT_GROUP} group"
+            )
+        raise unknown(f"{ENTRY_POINT_GROUP} entry point", name, found)
+    ep = found[name]
+    dist = ep.dist.name if getattr(ep, "dist", None) else ep.module
+    where = f"entry point {ep.name} = {ep.value} ({dist})"
+    loading = _Loading(f"entry-point:{dist}", where)
+    # imported afresh even if discovery imported it before: its registrations run again
+    stale = [m for m in sys.modules if m == ep.module or m.startswith(ep.module + ".")]
+    saved = {m: sys.modules.pop(m) for m in stale}
+    try:
+        methods = _load_alone(loading, ep.load)
+    finally:
+        sys.modules.update(saved)
+    names = [m.name for m in methods]
+    taken = sorted(set(names) & builtin_names())
+    if taken:
+        raise UserError(
+            f"{where} registers {', '.join(map(repr, taken))}: built-in names are "
+            "reserved; rename its method"
+        )
+    if len(methods) == 1:
+        return methods[0]
+    if name in names:
+        return methods[names.index(name)]
+    raise UserError(
+        f"{where} registers {', '.join(map(repr, names)) or 'no method'}; "
+        f"expected one method, or one named '{name}'"
+    )
 
 
 def load_errors() -> dict[str, str]:

@@ -11,11 +11,18 @@ do the same in its own tests:
     @pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
     def test_contract(check):
         check(get_method("my_method"))
+
+`run_checks` runs every check and reports each (passed or not, and why on one line)
+instead of stopping at the first failure: `noisebench methods check` prints that.
 """
 
 from __future__ import annotations
 
 import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,8 +83,20 @@ def _loss_and_grad(
 ):
     logits = logits.detach().clone().requires_grad_(True)
     loss = method(logits, labels, ctx, **params)
+    where = f"K={logits.shape[-1]}, batch {logits.shape[0]}"
+    assert isinstance(loss, torch.Tensor), (
+        f"the loss must be a scalar tensor, got {type(loss).__name__} ({where})"
+    )
+    assert loss.shape == () and loss.dtype == torch.float32, (
+        f"the loss must be a float32 scalar, got shape {tuple(loss.shape)} "
+        f"{str(loss.dtype).removeprefix('torch.')} ({where})"
+    )
+    assert loss.requires_grad, (
+        f"the loss has no gradient: it is cut off from the logits ({where})"
+    )
     loss.backward()
-    return loss.detach(), logits.grad
+    grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
+    return loss.detach(), grad
 
 
 def _batch(batch: int, num_classes: int, seed: int, scale: float = 3.0):
@@ -89,27 +108,47 @@ def _batch(batch: int, num_classes: int, seed: int, scale: float = 3.0):
 
 def check_metadata(method: Method) -> None:
     """Has a valid name, a one-line summary, a version >= 1 and a paper URL if any."""
-    assert NAME_RE.match(method.name), method.name
-    assert method.summary and "\n" not in method.summary, (
-        "needs a one-line summary (docstring)"
+    assert NAME_RE.match(method.name), (
+        f"name {method.name!r} does not match {NAME_RE.pattern}"
     )
-    assert isinstance(method.version, int) and method.version >= 1
-    assert not method.paper or method.paper.startswith("https://")
+    assert method.summary and "\n" not in method.summary, (
+        "needs a one-line summary: the first line of the loss's docstring"
+    )
+    assert isinstance(method.version, int) and method.version >= 1, (
+        f"version must be an int >= 1, got {method.version!r}"
+    )
+    assert not method.paper or method.paper.startswith("https://"), (
+        f"paper must be an https:// URL, got {method.paper!r}"
+    )
 
 
 def check_params_declared(method: Method) -> None:
     """search_space and defaults name the same params; defaults lie in the space and bounds."""
-    assert set(method.search_space) == set(method.defaults)
+    assert set(method.search_space) == set(method.defaults), (
+        f"search_space names {sorted(method.search_space)}, "
+        f"defaults name {sorted(method.defaults)}"
+    )
     for key, value in method.defaults.items():
-        assert method.search_space[key].contains(value), (key, value)
+        dist = method.search_space[key]
+        assert dist.contains(value), (
+            f"default {key}={value!r} lies outside its search space {dist.describe()}"
+        )
         method.check_value(key, value)
     for key in method.neutral or {}:
-        assert key in method.defaults
+        assert key in method.defaults, f"neutral names {key!r}, which is no parameter"
     for key, (low, high) in method.bounds.items():
+        assert key in method.search_space, f"bounds name {key!r}, which is no parameter"
         dist = method.search_space[key]
         if hasattr(dist, "low"):  # the tuner must never propose an invalid value
-            assert low is None or dist.low >= low, (key, dist, low)
-            assert high is None or dist.high < high, (key, dist, high)
+            valid = (
+                f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
+            )
+            assert (low is None or dist.low >= low) and (
+                high is None or dist.high < high
+            ), (
+                f"the search space of {key}, {dist.describe()}, reaches outside its "
+                f"valid range {valid}: the tuner would propose invalid values"
+            )
 
 
 def check_finite(method: Method) -> None:
@@ -119,13 +158,12 @@ def check_finite(method: Method) -> None:
             logits, labels = _batch(batch, num_classes, seed=batch * 1000 + num_classes)
             ctx = context(method, num_classes)
             loss, grad = _loss_and_grad(method, logits, labels, ctx, method.defaults)
-            assert loss.shape == () and loss.dtype == torch.float32, (
-                loss.shape,
-                loss.dtype,
+            where = f"K={num_classes}, batch {batch}, default params"
+            assert torch.isfinite(loss), f"non-finite loss {loss.item()} ({where})"
+            assert torch.isfinite(grad).all(), f"non-finite gradient ({where})"
+            assert grad.abs().sum() > 0, (
+                f"zero gradient: the loss must depend on the logits ({where})"
             )
-            assert torch.isfinite(loss), (num_classes, batch, loss)
-            assert torch.isfinite(grad).all(), (num_classes, batch)
-            assert grad.abs().sum() > 0, "the loss must depend on the logits"
 
 
 def check_random_params(method: Method, draws: int = 20) -> None:
@@ -135,7 +173,8 @@ def check_random_params(method: Method, draws: int = 20) -> None:
     for _ in range(draws if method.search_space else 1):
         params = sample_params(method, rng)
         loss, grad = _loss_and_grad(method, logits, labels, context(method, 10), params)
-        assert torch.isfinite(loss) and torch.isfinite(grad).all(), params
+        assert torch.isfinite(loss), f"non-finite loss {loss.item()} at {params}"
+        assert torch.isfinite(grad).all(), f"non-finite gradient at {params}"
 
 
 def check_neutral(method: Method) -> None:
@@ -152,25 +191,55 @@ def check_neutral(method: Method) -> None:
         ref_logits = logits.clone().requires_grad_(True)
         ref = F.cross_entropy(ref_logits, labels)
         ref.backward()
-        torch.testing.assert_close(loss, ref.detach(), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(grad, ref_logits.grad, rtol=1e-4, atol=1e-6)
+        try:
+            torch.testing.assert_close(loss, ref.detach(), rtol=1e-5, atol=1e-6)
+        except AssertionError:
+            raise AssertionError(
+                f"at the neutral params {params} the loss is {loss.item():.6g}, but "
+                f"cross-entropy is {ref.item():.6g} (K={num_classes})"
+            ) from None
+        try:
+            torch.testing.assert_close(grad, ref_logits.grad, rtol=1e-4, atol=1e-6)
+        except AssertionError:
+            gap = (grad - ref_logits.grad).abs().max().item()
+            raise AssertionError(
+                f"at the neutral params {params} the gradient differs from "
+                f"cross-entropy's by up to {gap:.3g} (K={num_classes})"
+            ) from None
 
 
 def check_deterministic(method: Method) -> None:
     """The same ctx.generator seed gives the same loss and gradient; global RNG is untouched."""
     logits, labels = _batch(64, 10, seed=7)
     torch.manual_seed(123)
-    before = torch.random.get_rng_state()
+    before = (torch.random.get_rng_state(), _numpy_rng_state(), random.getstate())
     first = _loss_and_grad(
         method, logits, labels, context(method, 10, seed=5), method.defaults
     )
     second = _loss_and_grad(
         method, logits, labels, context(method, 10, seed=5), method.defaults
     )
-    assert torch.equal(torch.random.get_rng_state(), before), (
-        "the method used the global RNG"
+    for used, what in (
+        (not torch.equal(torch.random.get_rng_state(), before[0]), "torch's"),
+        (_numpy_rng_state() != before[1], "numpy's"),
+        (random.getstate() != before[2], "Python's"),
+    ):
+        assert not used, (
+            f"the method drew from {what} global RNG; draw from ctx.generator instead"
+        )
+    assert torch.equal(first[0], second[0]), (
+        f"the same ctx.generator seed gave different losses "
+        f"({first[0].item():.6g}, then {second[0].item():.6g})"
     )
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert torch.equal(first[1], second[1]), (
+        "the same ctx.generator seed gave different gradients"
+    )
+
+
+def _numpy_rng_state() -> tuple:
+    # the key changes only every 624 draws; the position within it, at every draw
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    return (key.tobytes(), pos, has_gauss, gauss)
 
 
 def check_smoke_fit(method: Method) -> None:
@@ -185,7 +254,10 @@ def check_smoke_fit(method: Method) -> None:
     n, chance = task.y_test.numel(), 1 / task.num_classes
     # "beats chance": five standard errors of a chance-level classifier above 1/K, plus 20 points
     threshold = chance + 5 * math.sqrt(chance * (1 - chance) / n) + 0.2
-    assert acc > threshold, f"test accuracy {acc:.3f} <= {threshold:.3f}"
+    assert acc > threshold, (
+        f"test accuracy {acc:.3f} <= {threshold:.3f} after 15 epochs on noisy Gaussian "
+        f"blobs ({task.num_classes} classes, 30% symmetric noise)"
+    )
 
 
 def blobs_task(
@@ -246,3 +318,47 @@ def run_contract(method: Method) -> None:
     """Run every check of the contract on one method; raises AssertionError on the first failure."""
     for check in CONTRACT:
         check(method)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of the contract on one method."""
+
+    name: str  # the check without its prefix: "finite" for check_finite
+    summary: str  # what it checks: its docstring's first line
+    passed: bool
+    message: str  # why it failed, on one line ("" when it passed)
+    seconds: float
+
+
+def check_name(check: Callable[[Method], None]) -> str:
+    return check.__name__.removeprefix("check_")
+
+
+def run_checks(
+    method: Method, checks: Sequence[Callable[[Method], None]] = CONTRACT
+) -> list[CheckResult]:
+    """Run every check on its own: a failure is reported, never raised, and the next
+    check still runs. The reason is the failure's message on one line (the exception's
+    type too, unless it is a failed assertion), never a traceback."""
+    results = []
+    for check in checks:
+        start = time.perf_counter()
+        try:
+            check(method)
+        except Exception as err:  # noqa: BLE001 - a broken method is what is being reported
+            text = (
+                str(err)
+                if isinstance(err, AssertionError)
+                else f"{type(err).__name__}: {err}"
+            )
+            passed, message = False, " ".join(text.split()) or "assertion failed"
+        else:
+            passed, message = True, ""
+        summary = ((check.__doc__ or "").strip().splitlines() or [""])[0]
+        results.append(
+            CheckResult(
+                check_name(check), summary, passed, message, time.perf_counter() - start
+            )
+        )
+    return results

@@ -82,7 +82,7 @@ def _register() -> None:
     app.command("evaluate")(evaluate.evaluate)
     app.command("tune")(tune.tune)
     app.command("sweep")(sweep.sweep)
-    app.command("methods")(methods.methods)
+    app.add_typer(methods.app, name="methods")
     app.command("models")(models.models)
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(noise.app, name="noise")
