@@ -118,9 +118,24 @@ def check(file: str) -> MethodResult:
 
 
 def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
-    """The suite's cells for this one method; cells already in the store are skipped."""
+    """The suite's cells for this one method; cells already in the store are skipped.
+    Each cell is printed as it finishes (the standard suite takes minutes)."""
     from noisebench.errors import UserError
     from noisebench.sweep import describe, load_suite, sweep
+
+    shown = set()
+
+    def show(cell) -> None:
+        c = describe(cell)
+        estimated = " [estimated T]" if c["transition"] == "estimated" else ""
+        acc = "—" if not c["n"] else f"{100 * c['test_acc_mean']:.1f}"
+        done = "ran" if c["ran"] else "already in the store"
+        print(
+            f"    {c['noise_type']} {c['rate']:g}{estimated}: test acc {acc} "
+            f"({c['n']} seeds, {done})",
+            flush=True,
+        )
+        shown.add(cell.cell)
 
     try:
         suite = load_suite(suite_name, store)
@@ -129,24 +144,18 @@ def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
         only = dataclasses.replace(
             suite, methods=(name,), estimated=(name,) if estimated else ()
         )
-        cells = [describe(c) for c in sweep(only, store=store)]
-    except UserError as err:
-        result.suite_passed, result.suite = False, " ".join(str(err).split())
+        cells = sweep(only, store=store, on_cell=show)
+    except Exception as err:  # noqa: BLE001 - whatever broke, the summary names it
+        text = (
+            str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        )
+        result.suite_passed, result.suite = False, " ".join(text.split())
         print(f"  {FAIL} suite {suite_name}: {result.suite}")
         return
-    except Exception as err:  # noqa: BLE001 - whatever broke, the summary names it
-        reason = " ".join(f"{type(err).__name__}: {err}".split())
-        result.suite_passed, result.suite = False, reason
-        print(f"  {FAIL} suite {suite_name}: {reason}")
-        return
-    for c in cells:
-        estimated = " [estimated T]" if c["transition"] == "estimated" else ""
-        acc = "—" if not c["n"] else f"{100 * c['test_acc_mean']:.1f}"
-        print(
-            f"    {c['noise_type']} {c['rate']:g}{estimated}: test acc {acc} "
-            f"({c['n']} seeds, {'ran' if c['ran'] else 'already in the store'})"
-        )
-    ran = sum(c["ran"] for c in cells)
+    for cell in cells:
+        if cell.cell not in shown:
+            show(cell)
+    ran = sum(cell.ran for cell in cells)
     result.suite_passed = True
     result.suite = f"suite {suite.name}: {len(cells)} cells, {ran} run now"
     print(f"  {PASS} {result.suite}")
