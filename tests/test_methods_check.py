@@ -21,7 +21,7 @@ from noisebench.registry import METHODS, builtin_dir, list_methods
 pytestmark = [
     pytest.mark.usefixtures("single_thread"),
     # the nan_at_batch_one fixture takes the spread of a batch of one, on purpose
-    pytest.mark.filterwarnings(r"ignore:std\(\): degrees of freedom"),
+    pytest.mark.filterwarnings(r"ignore:std\(\)\W+degrees of freedom:UserWarning"),
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
