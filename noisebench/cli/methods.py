@@ -94,6 +94,7 @@ def methods(ctx: typer.Context, as_json: options.Json = False) -> None:
 File = Annotated[
     Path | None,
     typer.Argument(
+        metavar="FILE",
         help="A method file (methods/*.py style: it registers the method named after it).",
         show_default=False,
     ),
