@@ -76,7 +76,9 @@ class FitResult:
     test_acc_at_best_val: torch.Tensor  # (S,) clean test accuracy of that epoch's model
     diverged_at: torch.Tensor  # (S,) first epoch with a non-finite loss, -1 if none
     pool_logits: torch.Tensor  # (S, N, K) final model on the whole training pool
-    best_pool_logits: torch.Tensor  # (S, N, K) the best-validation model on it
+    # (S, N, K) the best-validation model on it; (S, 0, K) unless asked for
+    # (`best_pool=True`): only the transition estimator needs it
+    best_pool_logits: torch.Tensor
     test_logits: torch.Tensor  # (S, M, K) final model on the test set (M = 0: none)
     seconds: float
 
@@ -269,12 +271,14 @@ def fit(
     config: TrainConfig,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     max_members: int | None = None,
+    best_pool: bool = False,
 ) -> FitResult:
     """Train one stacked model (a member per seed) with `method`'s loss; score every epoch.
 
     Seeds are trained in chunks of at most `max_members` (default: as many as fit in
     memory). `on_epoch(epoch, val_acc)` is called after each epoch of each chunk with the
     chunk's noisy-validation accuracies, a device tensor (reading it syncs).
+    `best_pool` also scores the best-validation model on the whole training pool.
     """
     started = time.perf_counter()
     _reuse_freed_memory()
@@ -288,7 +292,12 @@ def fit(
     )
     parts = [
         _fit_members(
-            task.members(slice(lo, lo + limit)), method, params, config, on_epoch
+            task.members(slice(lo, lo + limit)),
+            method,
+            params,
+            config,
+            on_epoch,
+            best_pool=best_pool,
         )
         for lo in range(0, members, limit)
     ]
@@ -343,7 +352,7 @@ _STACKED = (
 
 
 def _fit_members(
-    task: Task, method, params, config: TrainConfig, on_epoch
+    task: Task, method, params, config: TrainConfig, on_epoch, *, best_pool: bool
 ) -> FitResult:
     device = task.x.device
     members, n_train = task.train_idx.shape
@@ -447,7 +456,9 @@ def _fit_members(
         # copies of the weights until its context exits, and would score the final model
         best.restore()
         with autocast:
-            best_pool_logits = predict(model, task.x, shared=True, **size).float()
+            best_pool_logits = torch.empty(members, 0, task.num_classes)
+            if best_pool:
+                best_pool_logits = predict(model, task.x, shared=True, **size).float()
             if task.x_test is not None:
                 best_test = predict(model, task.x_test, shared=True, **size)
                 test_at_best = (best_test.argmax(-1) == task.y_test).float().mean(-1)

@@ -417,6 +417,7 @@ def _estimate_transition(task, config):
         method=get_method("ce"),
         params={},
         config=replace(config, warmup=0.0),
+        best_pool=True,
     )
     # the estimator is the model of its best noisy-validation epoch, as everywhere in
     # the protocol (and as Patrini et al.'s checkpointing did): an overfit CE model

@@ -335,3 +335,16 @@ def test_every_step_runs_at_the_scheduled_learning_rate(monkeypatch, schedule):
     assert seen == [expected(t) for t in range(config.epochs * per_epoch)]
     if schedule == "step":  # 0.1 for two epochs, then 0.01, then 0.001
         assert seen[0] == 0.1 and seen[-1] == pytest.approx(1e-3)
+
+
+def test_the_best_models_pool_logits_only_when_asked():
+    """Only the transition estimator reads them: a plain run skips that pass over the
+    pool, and asking for them changes nothing else."""
+    method = get_method("ce")
+    plain = _fit(method, seeds=(1, 2))
+    task = blobs_task(num_classes=3, noise=0.3, method=method, seeds=(1, 2), n=400)
+    asked = fit(task, method=method, params={}, config=CONFIG, best_pool=True)
+    assert plain.best_pool_logits.shape == (2, 0, 3)
+    assert asked.best_pool_logits.shape == asked.pool_logits.shape
+    torch.testing.assert_close(plain.pool_logits, asked.pool_logits)
+    torch.testing.assert_close(plain.test_logits, asked.test_logits)

@@ -208,8 +208,10 @@ def test_a_trained_member_equals_its_seed_trained_alone(model, hidden):
     )
     config = TrainConfig(model=model, hidden=hidden, epochs=3, batch_size=32, lr=1e-2)
     ce = get_method("ce")
-    together = fit(task, method=ce, params={}, config=config)
-    alone = fit(task.members(slice(1, 2)), method=ce, params={}, config=config)
+    together = fit(task, method=ce, params={}, config=config, best_pool=True)
+    alone = fit(
+        task.members(slice(1, 2)), method=ce, params={}, config=config, best_pool=True
+    )
     torch.testing.assert_close(together.val_acc[1], alone.val_acc[0])
     torch.testing.assert_close(
         together.test_logits[1], alone.test_logits[0], rtol=1e-4, atol=1e-4
@@ -254,7 +256,7 @@ def test_the_best_epoch_snapshot_includes_batch_norm_statistics():
     )  # fmt: skip
     config = TrainConfig(model="cnn", hidden=(8,), epochs=8, batch_size=32, lr=3e-2)
     ce = get_method("ce")
-    full = fit(task, method=ce, params={}, config=config)
+    full = fit(task, method=ce, params={}, config=config, best_pool=True)
     best = int(full.best_epoch[0])
     assert (
         best < config.epochs - 1
