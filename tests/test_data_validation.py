@@ -207,7 +207,7 @@ def test_datasets_listing_reads_cards_through_the_same_schema(monkeypatch, tmp_p
         "source = 'sklearn'\nloader = 'load_digits'\n[train]\nhidden = '256'\n"
     )
     monkeypatch.setattr(
-        "noisebench.data.card_files", lambda: {"bad": tmp_path / "bad.toml"}
+        "noisebench.data.cards.card_files", lambda: {"bad": tmp_path / "bad.toml"}
     )
     result = invoke("datasets")
     assert result.exit_code == 2, result.output
@@ -415,7 +415,7 @@ def test_bad_test_split_arrays(tmp_path, monkeypatch, x_test, y_test, message):
     cols = _columns()
     x, y = np.stack([cols["a"], cols["b"]], axis=1), np.arange(N) % 3
     monkeypatch.setattr(
-        "noisebench.data._load_huggingface", lambda card: (x, y, (x_test, y_test))
+        "noisebench.data.load._load_huggingface", lambda card: (x, y, (x_test, y_test))
     )
     card = tmp_path / "hf.toml"
     card.write_text("source = 'huggingface'\npath = 'user/data'\ntest_split = 'test'\n")

@@ -24,9 +24,8 @@ from helpers import hub_table, png, random_images, write_folder
 from PIL import Image
 from typer.testing import CliRunner
 
-from noisebench import images
 from noisebench.cli import app
-from noisebench.data import load_dataset, read_card, resolve_card
+from noisebench.data import cache, decode, images, load_dataset, read_card, resolve_card
 from noisebench.errors import UserError
 
 
@@ -250,7 +249,7 @@ def _forbid_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(images, "decode_png", refuse)
+    monkeypatch.setattr(decode, "decode_png", refuse)
     monkeypatch.setattr(datasets, "load_dataset", refuse)
 
 
@@ -302,13 +301,13 @@ def test_a_damaged_cache_is_a_miss(tmp_path, rgb, caches, monkeypatch, how):
     (cached,) = (caches / "images").iterdir()
     _damage_x(cached, how)
     calls = []
-    real = images.decode_png
-    monkeypatch.setattr(images, "decode_png", lambda *a: calls.append(1) or real(*a))
+    real = decode.decode_png
+    monkeypatch.setattr(decode, "decode_png", lambda *a: calls.append(1) or real(*a))
     again = load_dataset(str(folder))
     assert len(calls) == N_TRAIN + N_TEST  # decoded anew
     assert again.sha == first.sha
     np.testing.assert_array_equal(again.x, chw(train))
-    assert images.read_cache(cached) is not None  # and rewritten whole
+    assert cache.read_cache(cached) is not None  # and rewritten whole
 
 
 def test_offline_without_a_cache_says_what_to_run(tmp_path, monkeypatch):

@@ -90,7 +90,7 @@ def download(name: Name, force: Force = False, as_json: options.Json = False) ->
     card = resolve_card(name)
     where = None
     if card.pixels:
-        from noisebench.images import cache_folder, cache_images, read_cache
+        from noisebench.data import cache_folder, cache_images, read_cache
 
         fresh = force or read_cache(cache_folder(card)) is None
         if fresh and not as_json:
@@ -118,7 +118,7 @@ def download(name: Name, force: Force = False, as_json: options.Json = False) ->
     }
     if card.pixels and card.mean is not None:
         # the card's statistics beside the ones measured on the training pool
-        from noisebench.images import pixel_stats
+        from noisebench.data import pixel_stats
 
         summary["measured_mean"], summary["measured_std"] = pixel_stats(
             ds.x, ds.image_shape[0]
