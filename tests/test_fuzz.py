@@ -428,6 +428,10 @@ TRAIN_PLAUSIBLE = {
     "momentum": st.floats(-0.5, 1.5),
     "val_fraction": st.floats(-0.5, 1.5),
     "warmup": st.floats(-0.5, 1.5),
+    "nesterov": st.sampled_from([True, False, 0, 1]),
+    "schedule": st.sampled_from(["constant", "step", "cosine", "onecycle", "linear"]),
+    "milestones": st.lists(st.integers(-1, 12), max_size=3),
+    "gamma": st.floats(-0.5, 1.5),
 }
 
 
