@@ -12,6 +12,11 @@ Both train on the very same noisy labels and splits. Prints runs/minute, their r
 mean accuracies, and the fraction of the machine's `torch.mm` GFLOP/s each reaches.
 
     python benchmarks/throughput.py --seeds 20 [--device cuda]
+
+The image path (uint8 pixels augmented on the device, the CNNs and ResNets) is a mode
+of its own, in `benchmarks/images.py`:
+
+    python benchmarks/throughput.py images --seeds 20 [--model cnn] [--device cuda]
 """
 
 from __future__ import annotations
@@ -151,6 +156,11 @@ def matmuls_alone(
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["images"]:
+        from images import main as images_main  # benchmarks/images.py, beside this file
+
+        images_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
