@@ -61,7 +61,10 @@ class Case:
 def cases(quick: bool) -> list[Case]:
     d, c = images.DIGITS, images.CIFAR
     r32 = (4, 8, 16) if quick else (16, 32, 64)
-    r34 = (4, 8, 8, 8) if quick else (64, 128, 256, 512)
+    # quick widths of 16 and up: torch 2.13's CPU backward of a 1x1 stride-2
+    # convolution on channels_last input with 4 or 8 channels and some batch sizes
+    # (115, 127, 13, 7) crashes the process (resnet34's projection shortcuts)
+    r34 = (16, 16, 16, 16) if quick else (64, 128, 256, 512)
     many, stacked = (3, 2) if quick else (100, 20)
     return [
         Case("cnn", (128,), 1, d),
