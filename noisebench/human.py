@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from noisebench.errors import UserError, did_you_mean, dtype_name
-from noisebench.noise import confusion, matrix_sha, validate_transition
+from noisebench.noise import confusion, matrix_sha, npy_header, validate_transition
 
 if TYPE_CHECKING:
     from noisebench.data import Card, Dataset
@@ -275,14 +275,7 @@ def _numpy_arrays_allowed(torch: Any) -> Any:
 def _read_npy(path: Path) -> np.ndarray:
     """The header first: a pickled (object) array is refused before any data is read."""
     try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                _, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                _, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
+        _, dtype = npy_header(path)
         if dtype.hasobject:
             raise UserError(
                 f"noise file {path.name} holds pickled Python objects, which noisebench "

@@ -133,9 +133,10 @@ def load_transition(
     )
 
 
-def _read_npy(path: Path, k: int) -> np.ndarray:
-    """The header first: a pickled (object) array is refused before any data is read,
-    and so are a non-numeric one and one of the wrong shape (however large it says it is)."""
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from an .npy file's header, without reading (or unpickling) its
+    data; an unknown format version is a UserError, an unreadable file an OSError or
+    ValueError for the caller to word."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -144,6 +145,13 @@ def _read_npy(path: Path, k: int) -> np.ndarray:
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise UserError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def _read_npy(path: Path, k: int) -> np.ndarray:
+    """The header first: a pickled (object) array is refused before any data is read,
+    and so are a non-numeric one and one of the wrong shape (however large it says it is)."""
+    shape, dtype = npy_header(path)
     if dtype.hasobject:
         raise UserError("holds pickled Python objects, which noisebench never loads")
     if dtype.kind not in "iuf":
