@@ -21,6 +21,7 @@ import torch
 from noisebench.config import TrainConfig
 from noisebench.errors import UserError
 from noisebench.inputs import Inputs
+from noisebench.metrics import memorization_curve
 from noisebench.models import build_model, get_model
 from noisebench.optim import SGD, Adam, StackedOptimizer, lr_schedule
 from noisebench.registry import Context, Method, get_method
@@ -45,6 +46,9 @@ class Task:
     transition: torch.Tensor | None = None
     transition_source: str = "oracle"
     inputs: Inputs = field(default_factory=Inputs)
+    # (N,) the pool's clean labels, shared: with them the engine records memorization
+    # curves (how many corrupted training samples are fit to which label, per epoch)
+    y_clean: torch.Tensor | None = None
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
@@ -80,6 +84,10 @@ class FitResult:
     # (`best_pool=True`): only the transition estimator needs it
     best_pool_logits: torch.Tensor
     test_logits: torch.Tensor  # (S, M, K) final model on the test set (M = 0: none)
+    # (S, E) of the corrupted training samples, the fraction the epoch's training
+    # forward passes predicted as the noisy (resp. clean) label; NaN without y_clean
+    mem_noisy: torch.Tensor
+    mem_clean: torch.Tensor
     seconds: float
 
 
@@ -348,6 +356,8 @@ _STACKED = (
     "pool_logits",
     "best_pool_logits",
     "test_logits",
+    "mem_noisy",
+    "mem_clean",
 )
 
 
@@ -388,6 +398,13 @@ def _fit_members(
     # The model of each member's best noisy-validation epoch, kept on the device: the
     # test set is scored once at the end, never per epoch, so it cannot steer anything.
     best = Snapshot(model, members)
+    # Memorization curves come free from the training forward passes: each epoch sees
+    # every training sample once, and its latest prediction is kept (no extra pass).
+    mem_hist = torch.full((2, members, epochs), float("nan"), device=device)
+    if task.y_clean is not None:
+        latest = torch.zeros_like(task.y_noisy)
+        noisy_train = task.y_noisy.gather(1, task.train_idx)
+        clean_train = task.y_clean[task.train_idx]
 
     for epoch in range(epochs):
         model.train()  # batch norm: batch statistics, running averages updated
@@ -419,6 +436,8 @@ def _fit_members(
                 logits = model(task.inputs(task.x[idx], drawn))
             # the loss always sees float32 logits, whatever precision the forward ran in
             labels = task.y_noisy.gather(1, idx)
+            if task.y_clean is not None:
+                latest.scatter_(1, idx, logits.detach().argmax(-1))
             losses = member_losses(logits.float(), labels, contexts)
             bad |= ~torch.isfinite(losses)
             optimizer.zero_grad()
@@ -439,6 +458,14 @@ def _fit_members(
                 model, task.x[task.val_idx], shared=False, **size
             ).argmax(-1)
         val_hist[:, epoch] = (val_pred == y_val).float().mean(-1)
+        if task.y_clean is not None:
+            fit_noisy, fit_clean = memorization_curve(
+                latest.gather(1, task.train_idx), noisy_train, clean_train
+            )
+            mem_hist[0, :, epoch], mem_hist[1, :, epoch] = (
+                fit_noisy[:, 0],
+                fit_clean[:, 0],
+            )
         best.update(val_hist[:, epoch], epoch)
         if on_epoch is not None:
             on_epoch(epoch + 1, val_hist[:, epoch])
@@ -470,6 +497,8 @@ def _fit_members(
         pool_logits=pool_logits.cpu(),
         best_pool_logits=best_pool_logits.cpu(),
         test_logits=test_logits.cpu(),
+        mem_noisy=mem_hist[0].cpu(),
+        mem_clean=mem_hist[1].cpu(),
         seconds=0.0,
     )
 

@@ -301,6 +301,7 @@ def run(
         if needs_t
         else None,
         inputs=inputs,
+        y_clean=torch.as_tensor(ds.y, device=device),
     )
     estimator_seconds, t_error = 0.0, None
     if spec.transition == "estimated":
@@ -327,14 +328,18 @@ def run(
         zip(spec.seeds, spec.noise_seeds, strict=True)
     ):
         noisy = prepared.noisy[s]
+        realized = confusion(ds.y, noisy, ds.num_classes)
         record = {
             **common,
             "run_id": uuid.uuid4().hex,
             "seed": int(seed),
             "noise_seed": int(noise_seed),
             "realized_rate": realized_rate(ds.y, noisy),
-            "confusion_sha": matrix_sha(confusion(ds.y, noisy, ds.num_classes)),
+            "confusion_sha": matrix_sha(realized),
+            "confusion": realized.ravel().tolist(),
             "val_acc_curve": result.val_acc[s].tolist(),
+            "mem_noisy_curve": result.mem_noisy[s].tolist(),
+            "mem_clean_curve": result.mem_clean[s].tolist(),
             "transition_error": None if t_error is None else float(t_error[s]),
             "error": None,
         }
@@ -343,7 +348,7 @@ def run(
                 "status": "diverged",
                 "error": f"non-finite loss in epoch {int(result.diverged_at[s]) + 1}",
             }
-            record |= dict.fromkeys(records.METRICS)
+            record |= dict.fromkeys(records.METRICS + records.RELIABILITY)
         else:
             train = torch.as_tensor(prepared.train_idx[s])
             logits = result.pool_logits[s][train]
@@ -413,7 +418,9 @@ def _estimate_transition(task, config):
     # its own seeds (init, batch order), so the two trainings of a seed are independent
     seeds = [derive_seed("transition estimator", s) for s in task.seeds]
     estimator = engine.fit(
-        replace(task, x_test=None, y_test=None, transition=None, seeds=seeds),
+        replace(
+            task, x_test=None, y_test=None, transition=None, seeds=seeds, y_clean=None
+        ),
         method=get_method("ce"),
         params={},
         config=replace(config, warmup=0.0),
@@ -434,10 +441,14 @@ def _test_metrics(result, s: int, y_test) -> dict[str, float]:
     from noisebench import metrics
 
     logits = result.test_logits[s]
+    count, correct, confidence = metrics.reliability(logits, y_test)
     return {
+        "reliability_count": count,
+        "reliability_correct": correct,
+        "reliability_confidence": confidence,
         "test_acc": metrics.accuracy(logits, y_test),
         "test_acc_at_best_val": float(result.test_acc_at_best_val[s]),
-        "ece": metrics.ece(logits, y_test),
+        "ece": metrics.ece_of_bins(count, correct, confidence),
         "nll": metrics.nll(logits, y_test),
         "brier": metrics.brier(logits, y_test),
     }

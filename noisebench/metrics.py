@@ -22,17 +22,49 @@ def brier(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return ((probs - onehot) ** 2).sum(dim=-1).mean().item()
 
 
-def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """Expected calibration error (Guo et al. 2017): equal-width bins (lo, hi] of the
-    max probability; sum over bins of |bin| / n * |accuracy - mean confidence|."""
+def reliability(
+    logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15
+) -> tuple[list[int], list[int], list[float]]:
+    """Per equal-width bin (lo, hi] of the max probability: how many samples fall in it,
+    how many of them are predicted correctly, and the sum of their confidences. Sums,
+    not means, so the bins of several seeds add up exactly into one diagram."""
     probs = torch.softmax(logits.double(), dim=-1)
     conf, pred = probs.max(dim=-1)
     correct = (pred == labels).double()
     # bin b holds conf in (b/n, (b+1)/n]; conf is never 0 for a softmax
     bins = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
-    count = torch.bincount(bins, minlength=n_bins).double()
-    gap = torch.bincount(bins, weights=correct - conf, minlength=n_bins).abs()
-    return (gap.sum() / count.sum()).item()
+    count = torch.bincount(bins, minlength=n_bins)
+    hits = torch.bincount(bins, weights=correct, minlength=n_bins)
+    confidence = torch.bincount(bins, weights=conf, minlength=n_bins)
+    return count.tolist(), [round(h) for h in hits.tolist()], confidence.tolist()
+
+
+def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """Expected calibration error (Guo et al. 2017): equal-width bins (lo, hi] of the
+    max probability; sum over bins of |bin| / n * |accuracy - mean confidence|."""
+    return ece_of_bins(*reliability(logits, labels, n_bins))
+
+
+def ece_of_bins(count: list[int], correct: list[int], confidence: list[float]) -> float:
+    """ECE from `reliability`'s sums: sum over bins of |correct - confidence| / n."""
+    total = sum(count)
+    gap = sum(abs(h - c) for h, c in zip(correct, confidence, strict=True))
+    return gap / total if total else float("nan")
+
+
+def memorization_curve(
+    pred: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`memorization` per member and epoch, on the device without a host sync.
+    pred (S, E, n) or (S, n); noisy, clean (S, n). NaN for a member with no corrupted
+    sample."""
+    corrupted = (noisy != clean).float()
+    if pred.dim() == noisy.dim():
+        pred = pred.unsqueeze(1)
+    n = corrupted.sum(-1, keepdim=True)
+    fit_noisy = ((pred == noisy.unsqueeze(1)).float() * corrupted.unsqueeze(1)).sum(-1)
+    fit_clean = ((pred == clean.unsqueeze(1)).float() * corrupted.unsqueeze(1)).sum(-1)
+    return fit_noisy / n, fit_clean / n  # 0 / 0 = NaN
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -32,6 +32,8 @@ METRICS = (
     "mem_clean",
     "flip_auroc",
 )
+# the test set's reliability diagram: per confidence bin, samples, hits, confidence sum
+RELIABILITY = ("reliability_count", "reliability_correct", "reliability_confidence")
 
 
 def canonical_json(obj: Any) -> str:

@@ -28,8 +28,9 @@ import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
 
-# 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape
-SCHEMA_VERSION = 4
+# 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape;
+# 5: confusion, reliability_*, mem_*_curve (what the leaderboard's plots draw)
+SCHEMA_VERSION = 5
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -62,6 +63,7 @@ SCHEMA = pa.schema(
             _f64,
         ),  # on the whole noisy training pool (train + validation)
         ("confusion_sha", _str),  # of the realized clean x noisy count matrix
+        ("confusion", pa.list_(_i64)),  # that matrix, row-major (K * K counts)
         ("transition_sha", _str),  # of the nominal T
         ("transition_source", _str),  # oracle | estimated
         ("class_map", _str),  # asymmetric noise: its class map as JSON; else null
@@ -91,6 +93,15 @@ SCHEMA = pa.schema(
         ("wall_time_s", _f64),  # the ensemble's wall time divided by its members
         ("ensemble_size", _i32),  # members trained together
         ("val_acc_curve", pa.list_(pa.float32())),
+        # per epoch, of the corrupted training samples: the fraction the training
+        # forward passes predicted as the noisy label, and as the clean label
+        ("mem_noisy_curve", pa.list_(pa.float32())),
+        ("mem_clean_curve", pa.list_(pa.float32())),
+        # the final model's test reliability diagram, 15 equal-width confidence bins:
+        # samples, correct predictions, and the sum of max-probabilities per bin
+        ("reliability_count", pa.list_(_i64)),
+        ("reliability_correct", pa.list_(_i64)),
+        ("reliability_confidence", pa.list_(_f64)),
         ("noisebench_version", _str),
         ("torch_version", _str),
         ("python_version", _str),
@@ -111,6 +122,12 @@ ADDED_COLUMNS = (
     "method_sha",
     "model_params",
     "input_shape",
+    "confusion",
+    "mem_noisy_curve",
+    "mem_clean_curve",
+    "reliability_count",
+    "reliability_correct",
+    "reliability_confidence",
 )
 
 STATUSES = ("ok", "diverged", "failed")

@@ -300,6 +300,7 @@ def blobs_task(
         transition=torch.as_tensor(t, dtype=torch.float32)
         if "transition" in method.requires
         else None,
+        y_clean=y,
     )
 
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from noisebench.cli import app
 from noisebench.data import load_dataset
 from noisebench.experiment import draw_noise
-from noisebench.noise import transition_matrix
+from noisebench.metrics import ece_of_bins
+from noisebench.noise import confusion, transition_matrix
 from noisebench.store import SCHEMA, read_records
 
 FAST = ["--epochs", "2", "--seeds", "2"]
@@ -63,6 +64,22 @@ def test_evaluate_json_writes_one_record_per_seed(tmp_path):
     curve = rows[0]["val_acc_curve"]
     assert rows[0]["best_epoch"] == int(np.argmax(curve)) + 1
     assert rows[0]["best_val_acc"] == pytest.approx(max(curve))
+    # the realized noise itself: clean x noisy counts over the training pool
+    counts = np.asarray(rows[0]["confusion"]).reshape(10, 10)
+    assert np.array_equal(counts, confusion(ds.y, noisy, 10))
+    assert 1 - np.trace(counts) / counts.sum() == pytest.approx(
+        rows[0]["realized_rate"]
+    )
+    # the test reliability diagram covers the test set and reproduces the stored ECE
+    row = rows[0]
+    bins = [row[f"reliability_{f}"] for f in ("count", "correct", "confidence")]
+    assert sum(bins[0]) == len(ds.y_test) and all(len(b) == 15 for b in bins)
+    assert sum(bins[1]) / len(ds.y_test) == pytest.approx(row["test_acc"])
+    assert row["ece"] == pytest.approx(ece_of_bins(*bins), abs=1e-12)
+    # one memorization value per epoch, each a fraction
+    epochs = len(curve)
+    for name in ("mem_noisy_curve", "mem_clean_curve"):
+        assert len(row[name]) == epochs and all(0 <= v <= 1 for v in row[name])
 
 
 def test_evaluate_table_and_store_env_var(tmp_path):

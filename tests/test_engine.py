@@ -348,3 +348,37 @@ def test_the_best_models_pool_logits_only_when_asked():
     assert asked.best_pool_logits.shape == asked.pool_logits.shape
     torch.testing.assert_close(plain.pool_logits, asked.pool_logits)
     torch.testing.assert_close(plain.test_logits, asked.test_logits)
+
+
+def test_memorization_curves_of_a_frozen_model_equal_its_final_memorization():
+    """With a loss whose gradient is zero (Adam then moves nothing), every epoch's
+    training forward passes see the final model, so each epoch's curve value is the
+    memorization of the final pool logits, computed independently by `metrics`."""
+    from noisebench.metrics import memorization
+
+    frozen = unregistered(lambda logits, labels, ctx: 0.0 * logits.sum())
+    task = blobs_task(num_classes=3, noise=0.4, method=frozen, seeds=(1, 2), n=400)
+    result = fit(task, method=frozen, params={}, config=CONFIG)
+    assert result.mem_noisy.shape == result.mem_clean.shape == (2, CONFIG.epochs)
+    for s in range(2):
+        train = task.train_idx[s]
+        expected = memorization(
+            result.pool_logits[s][train].argmax(-1),
+            task.y_noisy[s][train],
+            task.y_clean[train],
+        )
+        for epoch in range(CONFIG.epochs):
+            got = (float(result.mem_noisy[s, epoch]), float(result.mem_clean[s, epoch]))
+            assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_memorization_curves_track_learning_and_need_clean_labels():
+    method = get_method("ce")
+    config = replace(CONFIG, epochs=30)
+    task = blobs_task(num_classes=3, noise=0.4, method=method, seeds=(1,), n=400)
+    curves = fit(task, method=method, params={}, config=config)
+    # blobs are separable: early epochs fit the clean label of most corrupted samples
+    assert float(curves.mem_clean[0, 1]) > 0.5 > float(curves.mem_noisy[0, 1])
+    blind = fit(replace(task, y_clean=None), method=method, params={}, config=config)
+    assert blind.mem_noisy.isnan().all() and blind.mem_clean.isnan().all()
+    torch.testing.assert_close(blind.pool_logits, curves.pool_logits)

@@ -351,3 +351,53 @@ def test_average_ranks_match_scipy():
         np.array([1.0]),
     ):
         np.testing.assert_allclose(average_ranks(values), rankdata(values))
+
+
+# --------------------------------------------------------------------------- reliability
+def test_reliability_bins_against_a_per_sample_loop():
+    g = torch.Generator().manual_seed(5)
+    z, y = torch.randn(500, 4, generator=g) * 2, torch.randint(4, (500,), generator=g)
+    count, correct, confidence = metrics.reliability(z, y, n_bins=10)
+    probs = torch.softmax(z.double(), -1)
+    want_count, want_correct, want_conf = [0] * 10, [0] * 10, [0.0] * 10
+    for p, label in zip(probs, y, strict=True):
+        conf = float(p.max())
+        b = min(max(math.ceil(conf * 10) - 1, 0), 9)  # (b/10, (b+1)/10]
+        want_count[b] += 1
+        want_correct[b] += int(int(p.argmax()) == int(label))
+        want_conf[b] += conf
+    assert count == want_count and correct == want_correct
+    assert confidence == pytest.approx(want_conf, abs=1e-9)
+    assert metrics.ece_of_bins(count, correct, confidence) == pytest.approx(
+        metrics.ece(z, y, n_bins=10), abs=1e-12
+    )
+
+
+def test_reliability_bins_of_seeds_add_up_to_the_pooled_diagram():
+    g = torch.Generator().manual_seed(6)
+    z, y = torch.randn(300, 5, generator=g), torch.randint(5, (300,), generator=g)
+    parts = [metrics.reliability(z[i::3], y[i::3]) for i in range(3)]
+    pooled = metrics.reliability(z, y)
+    for field in range(3):
+        summed = [sum(p[field][b] for p in parts) for b in range(15)]
+        assert summed == pytest.approx(pooled[field], abs=1e-9)
+
+
+def test_memorization_curve_matches_memorization_per_member_and_epoch():
+    g = torch.Generator().manual_seed(7)
+    clean = torch.randint(4, (2, 50), generator=g)
+    noisy = torch.where(
+        torch.rand(2, 50, generator=g) < 0.5,
+        torch.randint(4, (2, 50), generator=g),
+        clean,
+    )
+    pred = torch.randint(4, (2, 3, 50), generator=g)
+    fit_noisy, fit_clean = metrics.memorization_curve(pred, noisy, clean)
+    for s in range(2):
+        for e in range(3):
+            want = metrics.memorization(pred[s, e], noisy[s], clean[s])
+            assert (float(fit_noisy[s, e]), float(fit_clean[s, e])) == pytest.approx(
+                want
+            )
+    labels = torch.zeros(1, 4, dtype=torch.long)
+    assert metrics.memorization_curve(labels, labels, labels)[0].isnan().all()
