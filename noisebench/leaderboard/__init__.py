@@ -1,0 +1,51 @@
+"""Aggregate run records and render the leaderboard (DESIGN.md §6).
+
+`aggregate` turns records into tables of cells, `markdown` renders the page, and
+`plots` draws the figures the page links to.
+"""
+
+from __future__ import annotations
+
+from noisebench.leaderboard.aggregate import (
+    LEADERBOARD_PHASES,
+    TUNED,
+    Board,
+    Cell,
+    Line,
+    Stat,
+    boards,
+    dedupe,
+    leaderboard_rows,
+    noise_detail,
+    split_stale,
+    summarize,
+)
+from noisebench.leaderboard.markdown import (
+    build,
+    describe_setup,
+    md_escape,
+    render_markdown,
+    render_table,
+)
+from noisebench.leaderboard.plots import plot_board
+
+__all__ = [
+    "LEADERBOARD_PHASES",
+    "TUNED",
+    "Board",
+    "Cell",
+    "Line",
+    "Stat",
+    "boards",
+    "build",
+    "dedupe",
+    "describe_setup",
+    "leaderboard_rows",
+    "md_escape",
+    "noise_detail",
+    "plot_board",
+    "render_markdown",
+    "render_table",
+    "split_stale",
+    "summarize",
+]
