@@ -73,7 +73,7 @@ def unescaped(line: str, char: str) -> list[int]:
 
 def render(rows: list[dict]) -> tuple[str, list[lb.Board]]:
     tables = lb.boards(rows)
-    plots = {b.slug: f"plots/{b.slug}.png" for b in tables}
+    plots = {b.slug: {"accuracy": f"plots/{b.slug}.png"} for b in tables}
     return lb.render_markdown(rows, plots=plots), tables
 
 
@@ -82,7 +82,8 @@ def check_page(text: str, tables: list[lb.Board]) -> None:
     # headings: one per board, each one line followed by a blank line; nothing else
     # on the page starts a heading
     heads = [i for i, line in enumerate(lines) if line.startswith("#")]
-    assert len(heads) == 1 + len(tables)  # the page title and one per board
+    # the page title, one per board, and one per board's kind of table (as run here)
+    assert len(heads) == 1 + 2 * len(tables)
     assert all(lines[i + 1] == "" for i in heads)
     # tables: blocks of lines starting with '|', two per board, each with a header, a
     # rule and one row per Line, every row with the header's number of cell borders
@@ -168,7 +169,7 @@ def test_a_hostile_name_cannot_break_the_page():
     text, tables = render(rows)
     check_page(text, tables)
     assert "## d\\]\\<img src=x onerror=alert(1)\\> \\#\\# pwned: symmetric" in text
-    assert "| m \\| x \\| (k=a\\|b) | **50.0 ± 0.0** (2) |" in text
+    assert "| m \\| x \\| (k=a\\|b) | 50.0 ± 0.0 (2) #1 | 1.00 |" in text
 
 
 def test_the_setup_line_and_noise_detail_are_escaped():

@@ -96,7 +96,13 @@ def registered(monkeypatch):
     fake = registry.Registry("method")
     fake.register(
         "ls",
-        SimpleNamespace(version=2, origin="builtin", source_sha=SHA),
+        SimpleNamespace(
+            version=2,
+            origin="builtin",
+            source_sha=SHA,
+            requires=(),
+            search_space={"smoothing": None},
+        ),
         origin="test",
     )
     monkeypatch.setattr(registry, "METHODS", fake)
@@ -140,7 +146,7 @@ def test_stale_method_versions_and_code_are_set_aside(registered):
     ]
 
 
-def test_stale_runs_are_counted_on_the_page(registered, tmp_path):
+def test_stale_runs_are_listed_apart_on_the_page(registered, tmp_path):
     write_records(
         [record(method="ls", method_version=2, seed=s) for s in (0, 1)]
         + [record(method="ls", method_version=2, method_sha=None, seed=2)]
@@ -149,10 +155,11 @@ def test_stale_runs_are_counted_on_the_page(registered, tmp_path):
         tmp_path,
     )
     text = lb.build(tmp_path, write_plots=False)
-    assert "| ls | **50.0 ± 0.0** (2) |" in text
-    assert text.endswith(
-        "2 runs shown; 1 stale runs (older method versions or code) not shown.\n"
-    )
+    # a column of one method is ranked, never marked: there is no contest
+    assert "| ls | 50.0 ± 0.0 (2) #1 | 1.00 |" in text
+    stale = text[text.index("## Stale runs") :]
+    assert "| ls | builtin | v2 none | v2 01234567 | 1 |" in stale
+    assert text.endswith("2 runs shown; 1 stale runs listed apart.\n")
 
 
 def test_one_method_name_from_two_origins_is_two_rows():
@@ -168,8 +175,8 @@ def test_one_method_name_from_two_origins_is_two_rows():
         for s in (0, 1)
     ]
     text = lb.render_markdown(rows)
-    assert "| ls | **80.0 ± 0.0** (2) |" in text
-    assert "| ls \\[entry-point:ls-plugin\\] | 40.0 ± 0.0 (2) |" in text
+    assert "| ls | **80.0 ± 0.0** (2) #1 | 1.00 |" in text
+    assert "| ls \\[entry-point:ls-plugin\\] | 40.0 ± 0.0 (2) #2 | 2.00 |" in text
 
 
 def test_legacy_rows_without_an_origin_are_labelled_plainly():
@@ -177,7 +184,7 @@ def test_legacy_rows_without_an_origin_are_labelled_plainly():
         record(method="gone", method_origin=None, method_sha=None, seed=s)
         for s in (0, 1)
     ]
-    assert "| gone | **50.0 ± 0.0** (2) |" in lb.render_markdown(rows)
+    assert "| gone | 50.0 ± 0.0 (2) #1 | 1.00 |" in lb.render_markdown(rows)
 
 
 def test_stat_is_mean_and_sample_std():
@@ -198,12 +205,12 @@ def test_incomplete_and_diverged_cells_are_never_averaged():
         record(method="gls", seed=1, test_acc=0.6),
     ]
     text = lb.render_markdown(rows)
-    assert "| ce | incomplete (1/3) |" in text
-    assert "| ls | diverged (1/2) |" in text
-    assert "| gls | **70.0 ± 14.1** (2) |" in text
+    assert "| ce | — (1/3) |  |" in text
+    assert "| ls | diverged 1/2 |  |" in text
+    assert "| gls | 70.0 ± 14.1 (2) #1 | 1.00 |" in text
 
 
-def test_best_complete_cell_is_bold_per_column():
+def test_a_significantly_best_cell_is_bold_per_column():
     rows = [
         record(method=m, seed=s, noise_rate=r, test_acc=acc + 0.01 * s)
         for m, acc in (("ce", 0.5), ("ls", 0.6))
@@ -212,8 +219,12 @@ def test_best_complete_cell_is_bold_per_column():
     ]
     rows += [record(method="ce", seed=s, noise_rate=0.6, test_acc=0.3) for s in (0, 1)]
     text = lb.render_markdown(rows)
-    assert "| ce | 50.5 ± 0.7 (2) | 50.5 ± 0.7 (2) | **30.0 ± 0.0** (2) |" in text
-    assert "| ls | **60.5 ± 0.7** (2) | **60.5 ± 0.7** (2) |  |" in text
+    # ls beats ce by 0.1 on each shared noise seed: no spread, p = 0
+    assert (
+        "| ce | 50.5 ± 0.7 (2) #2 | 50.5 ± 0.7 (2) #2 | 30.0 ± 0.0 (2) #1 | 1.67 |"
+        in text
+    )
+    assert "| ls | **60.5 ± 0.7** (2) #1 | **60.5 ± 0.7** (2) #1 |  |  |" in text
 
 
 def test_rendering_is_deterministic_and_order_free():
@@ -261,8 +272,11 @@ def test_tuned_runs_share_one_row_per_method():
         for s in (0, 1)
     ]
     text = lb.render_markdown(rows)
-    assert "| ls (tuned) | **50.0 ± 0.0** (2) | **50.0 ± 0.0** (2) |" in text
-    assert "| ls (smoothing=0.1) | **50.0 ± 0.0** (2) |  |" in text
+    tuned = text[text.index("### Tuned") :]
+    assert "| ls (tuned) | 50.0 ± 0.0 (2) #1 | 50.0 ± 0.0 (2) #1 | 1.00 |" in tuned
+    as_run = text[: text.index("### Tuned")]
+    assert "| ls (smoothing=0.1) | 50.0 ± 0.0 (2) #1 |  |  |" in as_run
+    assert "(tuned)" not in as_run and "smoothing=0.1" not in tuned
 
 
 def test_estimated_t_runs_are_their_own_row():
@@ -281,8 +295,10 @@ def test_estimated_t_runs_are_their_own_row():
         for s in (0, 1)
     ]
     text = lb.render_markdown(rows)
-    assert "| forward | **80.0 ± 0.0** (2) |" in text
-    assert "| forward \\[estimated T\\] | 70.0 ± 0.0 (2) |" in text
+    # the oracle T is an upper bound, shown apart; the estimate competes
+    assert "| forward \\[estimated T\\] | 70.0 ± 0.0 (2) #1 | 1.00 |" in text
+    upper = text[text.index("*upper bounds: T known, not ranked*") :]
+    assert "| forward | 80.0 ± 0.0 (2) |  |" in upper
 
 
 def test_asymmetric_runs_with_different_class_maps_never_share_a_table():

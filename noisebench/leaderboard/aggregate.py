@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from noisebench.leaderboard.stats import Standing, judge_column, mean_rank
+
 LEADERBOARD_PHASES = ("evaluate", "final")  # tuning trials never reach the tables
 TUNED = "tuned"  # the row of a method's `noisebench tune` final runs
 BUILTIN = "builtin"  # the origin of the repo's own methods/*.py
@@ -86,24 +88,36 @@ class Cell:
         return [r for r in self.records if r["status"] == status]
 
     @property
+    def state(self) -> str:
+        """OK (every seed asked for finished), DIVERGED (some seed diverged: its
+        mean would hide it) or INCOMPLETE (some seed never finished)."""
+        if self.by_status("diverged"):
+            return DIVERGED
+        done = {r["seed"] for r in self.by_status("ok")}
+        return OK if self.expected <= done else INCOMPLETE
+
+    @property
     def complete(self) -> bool:
-        done = {r["seed"] for r in self.records if r["status"] in ("ok", "diverged")}
-        return self.expected <= done and not self.by_status("diverged")
+        return self.state == OK
 
     def stat(self, metric: str) -> Stat:
         return Stat.of([r[metric] for r in self.by_status("ok")])
 
-    def render(self, metric: str, *, bold: bool = False) -> str:
-        n_expected = len(self.expected)
-        diverged = self.by_status("diverged")
-        if diverged:
-            return f"diverged ({len(diverged)}/{n_expected})"
-        if not self.complete:
-            return f"incomplete ({len(self.by_status('ok'))}/{n_expected})"
-        s = self.stat(metric)
-        spread = "" if math.isnan(s.std) else f" ± {100 * s.std:.1f}"
-        text = f"{100 * s.mean:.1f}{spread}"
-        return f"**{text}** ({s.n})" if bold else f"{text} ({s.n})"
+    def by_noise_seed(self, metric: str) -> dict[Any, float]:
+        """The `ok` values keyed for pairing across methods: by noise seed (the same
+        noisy labels), or (noise seed, seed) if the cell has one noise seed twice."""
+        ok = [r for r in self.by_status("ok") if not _missing(r[metric])]
+        keys = [r["noise_seed"] for r in ok]
+        if len(set(keys)) < len(keys):
+            keys = [(r["noise_seed"], r["seed"]) for r in ok]
+        return {k: r[metric] for k, r in zip(keys, ok, strict=True)}
+
+
+OK, INCOMPLETE, DIVERGED = "ok", "incomplete", "diverged"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @dataclass
@@ -119,6 +133,11 @@ class Board:
     # asymmetric noise (its T at each rate follows from it); "" for the others
     noise_detail: str
     cells: dict[Line, dict[float, Cell]] = field(default_factory=dict)
+    # line -> the noise type whose rate-0 runs its rate-0 cell holds, when not the
+    # board's own (see share_rate_zero)
+    borrowed_zero: dict[Line, str] = field(default_factory=dict)
+    # tuned runs of an older tuning of the same cell, left out (see keep_newest_tuning)
+    superseded: int = 0
 
     @property
     def rates(self) -> list[float]:
@@ -146,7 +165,7 @@ class Board:
 
 
 def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
-    """Group leaderboard rows into tables, sorted by dataset, noise type and setup."""
+    """Group leaderboard rows into boards, sorted by dataset, noise type and setup."""
     grouped: dict[tuple, Board] = {}
     for row in rows:
         if row["phase"] not in LEADERBOARD_PHASES:
@@ -174,7 +193,66 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
             {},
         )
         line.setdefault(row["noise_rate"], Cell()).records.append(row)
-    return [grouped[k] for k in sorted(grouped)]
+    for board in grouped.values():
+        keep_newest_tuning(board)
+    return share_rate_zero([grouped[k] for k in sorted(grouped)])
+
+
+# Noise types whose rate 0 flips no label: at rate 0 they are all one experiment.
+CLASS_CONDITIONAL = ("symmetric", "uniform", "pairflip", "asymmetric")
+
+
+def share_rate_zero(tables: list[Board]) -> list[Board]:
+    """Give every class-conditional board of a setup the rate-0 runs of its siblings.
+
+    At rate 0 no label is flipped, so symmetric, uniform, pair-flip and asymmetric
+    noise are the same experiment (and realize the same labels): one set of runs
+    answers "does it help when labels are correct?" in every table. A board keeps its
+    own rate-0 cell when it has one; otherwise it borrows the cell of the first sibling
+    that has it (symmetric first). A board left with nothing but a rate-0 column that
+    its siblings now show is dropped.
+    """
+    setups: dict[tuple, list[Board]] = {}
+    for board in tables:
+        if board.noise_type in CLASS_CONDITIONAL:
+            key = (board.dataset, board.dataset_sha, board.train_config)
+            setups.setdefault(key, []).append(board)
+    redundant: set[int] = set()
+    for siblings in setups.values():
+        if len(siblings) < 2:
+            continue
+        donors = sorted(siblings, key=lambda b: b.noise_type != "symmetric")
+        for board in siblings:
+            for donor in donors:
+                for line, row in donor.cells.items():
+                    if 0.0 in row and 0.0 not in board.cells.get(line, {}):
+                        board.cells.setdefault(line, {})[0.0] = row[0.0]
+                        board.borrowed_zero[line] = donor.noise_type
+        for board in siblings:
+            own = {r for line, row in board.cells.items() for r in row}
+            if own == {0.0} and any(b.rates != [0.0] for b in siblings):
+                redundant.add(id(board))
+    return [b for b in tables if id(b) not in redundant]
+
+
+def keep_newest_tuning(board: Board) -> None:
+    """A tuned cell shows the final runs of one tuning: the newest, when a cell was
+    tuned more than once (another budget, another suite). Mixing them would average
+    two protocols' picks; the older runs are counted in `board.superseded`."""
+    for line, row in board.cells.items():
+        if line.params != TUNED:
+            continue
+        for rate, cell in row.items():
+            studies: dict[Any, list[dict[str, Any]]] = {}
+            for r in cell.records:
+                studies.setdefault(r.get("study"), []).append(r)
+            if len(studies) < 2:
+                continue
+            newest = max(
+                studies.values(), key=lambda rs: max(r["finished_at"] for r in rs)
+            )
+            board.superseded += len(cell.records) - len(newest)
+            row[rate] = Cell(newest)
 
 
 def noise_detail(row: dict[str, Any]) -> str:
@@ -216,14 +294,136 @@ class Line(NamedTuple):
         return f"{name} ({inner})" if inner else name
 
 
-def leaderboard_rows(store: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """(current deduplicated rows, number of stale rows the tables would have shown)."""
+DEFAULT_TABLE, TUNED_TABLE = "default", "tuned"
+RANKED, UPPER_BOUND = "ranked", "upper bound"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cell of a rendered table."""
+
+    cell: Cell
+    stat: Stat  # of the `ok` runs; shown only when the cell is complete
+    standing: Standing | None  # complete cells of the ranked block only
+
+
+@dataclass(frozen=True)
+class Row:
+    line: Line
+    block: str  # RANKED, or UPPER_BOUND: a method handed the true T is not a competitor
+    entries: dict[float, Entry]
+    mean_rank: float | None  # None unless ranked in every column of its table
+
+
+@dataclass(frozen=True)
+class Table:
+    """One metric of one board, for one kind of params: DEFAULT_TABLE (each method as
+    it was run, its defaults unless the row says otherwise) or TUNED_TABLE (every
+    method tuned on noisy validation; a method without params, having nothing to
+    tune, is shown as it was run)."""
+
+    board: Board
+    kind: str
+    metric: str
+    rates: list[float]
+    rows: list[Row]
+
+
+def tables(board: Board, metric: str) -> list[Table]:
+    """The board's default table and, when anything was tuned, its tuned table."""
+    lines = sorted(board.cells)
+    tuned = [line for line in lines if line.params == TUNED]
+    as_run = [line for line in lines if line.params != TUNED]
+    out = [_table(board, DEFAULT_TABLE, metric, as_run)]
+    if tuned:
+        # a method without params appears once: as run (its "tuned" runs, if any, are
+        # the same configuration again)
+        fixed = [line for line in as_run if not has_params(line)]
+        shown = {_method(line) for line in fixed}
+        tuned = [
+            line
+            for line in tuned
+            if _method(line) not in shown or _has_search_space(line)
+        ]
+        out.append(_table(board, TUNED_TABLE, metric, tuned + fixed))
+    return out
+
+
+def _method(line: Line) -> tuple[str, bool, str]:
+    return line.method, line.estimated_t, line.origin
+
+
+def _table(board: Board, kind: str, metric: str, lines: list[Line]) -> Table:
+    rates = board.rates
+    block = {line: UPPER_BOUND if knows_true_t(line) else RANKED for line in lines}
+    standings: dict[float, dict[Line, Standing]] = {}
+    for rate in rates:
+        samples = {}
+        for line in lines:
+            cell = board.cells[line].get(rate)
+            if block[line] == RANKED and cell is not None and cell.complete:
+                values = cell.by_noise_seed(metric)
+                if values:
+                    samples[line] = values
+        standings[rate] = judge_column(samples)
+    rows = []
+    for line in lines:
+        entries = {
+            rate: Entry(cell, cell.stat(metric), standings[rate].get(line))
+            for rate, cell in board.cells[line].items()
+        }
+        ranks = [
+            standings[r][line].rank if line in standings[r] else None for r in rates
+        ]
+        rank = mean_rank(ranks) if block[line] == RANKED else None
+        rows.append(Row(line, block[line], entries, rank))
+    rows.sort(
+        key=lambda row: (
+            row.block != RANKED,
+            row.mean_rank is None,
+            row.mean_rank or 0.0,
+            row.line.label,
+        )
+    )
+    return Table(board, kind, metric, rates, rows)
+
+
+def has_params(line: Line) -> bool:
+    """Whether the line's method has anything to tune: its registered search space,
+    or for a method not registered here, whether its runs set any params."""
+    if line.params == TUNED:
+        return True
+    space = _has_search_space(line)
+    return bool(json.loads(line.params)) if space is None else space
+
+
+def _has_search_space(line: Line) -> bool | None:
+    """Whether the registered method of this line has a search space; None when the
+    method registered now is not the one that made the line's runs."""
+    from noisebench.registry import METHODS, discover
+
+    discover()
+    if line.method in METHODS and line.origin in ("", METHODS.get(line.method).origin):
+        return bool(METHODS.get(line.method).search_space)
+    return None
+
+
+def knows_true_t(line: Line) -> bool:
+    """A registered method that reads T, run with the oracle T: an upper bound that no
+    method learning from noisy labels alone can reach, so it is shown apart."""
+    from noisebench.registry import METHODS, discover
+
+    discover()
+    if line.estimated_t or line.method not in METHODS:
+        return False
+    return "transition" in METHODS.get(line.method).requires
+
+
+def leaderboard_rows(store: str | Path) -> tuple[list[dict[str, Any]], list[dict]]:
+    """(current deduplicated rows, stale rows)."""
     from noisebench.store import read_records
 
-    rows = dedupe(read_records(store).to_pylist())
-    current, stale = split_stale(rows)
-    # tuning trials never reach the tables, stale or not: the footer does not count them
-    return current, sum(1 for r in stale if r["phase"] in LEADERBOARD_PHASES)
+    return split_stale(dedupe(read_records(store).to_pylist()))
 
 
 def summarize(

@@ -1,0 +1,245 @@
+"""The leaderboard's aggregation rules, one test each: ranks, the paired test and the
+marks it allows, the upper-bound block, as-run vs tuned tables, incomplete and
+diverged cells, duplicates, the shared rate-0 column, and one tuning per cell."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from helpers import T0, record
+from scipy import stats as scipy_stats
+
+from noisebench import leaderboard as lb
+from noisebench.leaderboard.stats import BEST, TIED, judge_column, paired_t_test
+
+
+def runs(method, values, **overrides):
+    """One record per value, seed i with noise seed i, all seeds asked for."""
+    seeds = list(range(len(values)))
+    return [
+        record(
+            method=method,
+            seed=s,
+            noise_seed=s,
+            run_seeds=seeds,
+            test_acc=v,
+            test_acc_at_best_val=v,
+            **overrides,
+        )
+        for s, v in enumerate(values)
+    ]
+
+
+def table_of(rows, kind="default", metric="test_acc", board=0):
+    tables = lb.aggregate.tables(lb.boards(rows)[board], metric)
+    (table,) = [t for t in tables if t.kind == kind]
+    return table
+
+
+def row_of(table, label):
+    (row,) = [r for r in table.rows if r.line.label == label]
+    return row
+
+
+# --------------------------------------------------------------------- the paired test
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_paired_t_test_equals_scipy(n):
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        a = rng.normal(0.7, 0.05, n)
+        b = a - rng.normal(0.01, 0.02, n)
+        want = scipy_stats.ttest_rel(a, b).pvalue
+        assert paired_t_test(list(a), list(b)) == pytest.approx(want, rel=1e-9)
+
+
+def test_paired_t_test_without_spread_lets_the_data_decide():
+    assert paired_t_test([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == 1.0
+    assert paired_t_test([0.75, 0.5, 0.25], [0.5, 0.25, 0.0]) == 0.0
+    assert math.isnan(paired_t_test([0.5], [0.4]))
+    with pytest.raises(ValueError):
+        paired_t_test([0.5, 0.6], [0.4])
+
+
+def test_pairing_removes_the_noise_draws_variance():
+    """B beats A by 0.01 on every noise draw, while the draws themselves differ by 0.2:
+    unpaired, the seeds could not tell them apart; paired, B is significantly best."""
+    base = [0.5, 0.7, 0.6, 0.8, 0.55]
+    a = {s: v for s, v in enumerate(base)}
+    b = {s: v + 0.01 + 0.001 * (s % 2) for s, v in enumerate(base)}
+    assert scipy_stats.ttest_ind(list(b.values()), list(a.values())).pvalue > 0.5
+    standing = judge_column({"a": a, "b": b})
+    assert standing["b"].mark == BEST and standing["a"].mark == ""
+    assert standing["a"].p_value < 0.001 and math.isnan(standing["b"].p_value)
+
+
+def test_methods_the_seeds_cannot_separate_are_tied_with_the_best():
+    rng = np.random.default_rng(0)
+    noise = {m: rng.normal(0, 0.05, 5) for m in "abc"}
+    samples = {
+        "a": {s: 0.80 + noise["a"][s] for s in range(5)},
+        "b": {s: 0.79 + noise["b"][s] for s in range(5)},  # within the noise of a
+        "c": {s: 0.40 + 0.001 * s for s in range(5)},  # far below both
+    }
+    standing = judge_column(samples)
+    best = max(samples, key=lambda k: np.mean(list(samples[k].values())))
+    assert standing[best].mark == TIED  # not significantly best: not bold
+    assert {k for k, v in standing.items() if v.mark == TIED} == {"a", "b"}
+    assert standing["c"].mark == "" and standing["c"].rank == 3.0
+
+
+def test_a_cell_sharing_fewer_than_two_noise_seeds_with_the_best_is_not_separated():
+    standing = judge_column({"a": {0: 0.9, 1: 0.91}, "b": {5: 0.1, 6: 0.11}})
+    assert standing["a"].mark == standing["b"].mark == TIED
+    assert math.isnan(standing["b"].p_value)
+
+
+def test_equal_means_share_their_rank_and_one_cell_is_no_contest():
+    standing = judge_column({"a": {0: 0.5, 1: 0.7}, "b": {0: 0.7, 1: 0.5}})
+    assert standing["a"].rank == standing["b"].rank == 1.5
+    (alone,) = judge_column({"a": {0: 0.5, 1: 0.6}}).values()
+    assert alone.rank == 1.0 and alone.mark == ""
+
+
+def test_mean_rank_needs_every_column():
+    assert lb.aggregate.mean_rank([1.0, 2.0, 3.0]) == 2.0
+    assert lb.aggregate.mean_rank([1.0, None]) is None
+
+
+# --------------------------------------------------------------------- the tables
+def test_ranks_and_mean_rank_order_the_rows():
+    rows = []
+    for rate, (ce, ls) in {0.2: (0.7, 0.8), 0.4: (0.5, 0.6)}.items():
+        rows += runs("ce", [ce, ce + 0.01], noise_rate=rate)
+        rows += runs("ls", [ls, ls + 0.01], noise_rate=rate, params='{"smoothing":0.1}')
+    table = table_of(rows)
+    assert [r.line.method for r in table.rows] == ["ls", "ce"]
+    assert row_of(table, "ls (smoothing=0.1)").mean_rank == 1.0
+    ce = row_of(table, "ce")
+    assert ce.mean_rank == 2.0 and ce.entries[0.2].standing.rank == 2.0
+
+
+def test_the_oracle_transition_is_an_upper_bound_never_ranked_nor_bold():
+    rows = runs("ce", [0.60, 0.61, 0.62])
+    rows += runs("forward", [0.95, 0.96, 0.97], transition_source="oracle")
+    rows += runs(
+        "forward", [0.70, 0.71, 0.72], transition_source="estimated", config_hash="e"
+    )
+    table = table_of(rows)
+    oracle = row_of(table, "forward")
+    assert oracle.block == lb.aggregate.UPPER_BOUND and oracle.mean_rank is None
+    assert oracle.entries[0.2].standing is None
+    assert table.rows[-1] is oracle  # below every ranked row
+    estimated = row_of(table, "forward [estimated T]")
+    assert estimated.entries[0.2].standing.mark == BEST  # the best of the competitors
+    text = lb.render_markdown(rows)
+    assert "| forward | 96.0 ± 1.0 (3) |  |" in text
+    assert "**96.0" not in text
+
+
+def test_as_run_and_tuned_tables_are_apart_and_a_method_without_params_appears_once():
+    ls_tuned = runs("ls", [0.8, 0.82], phase="final", params='{"smoothing":0.3}')
+    ls_default = runs("ls", [0.7, 0.72], params='{"smoothing":0.1}', config_hash="d")
+    ce = runs("ce", [0.6, 0.62])
+    ce_tuned = runs("ce", [0.6, 0.62], phase="final", config_hash="ct")
+    rows = ls_tuned + ls_default + ce + ce_tuned
+    as_run, tuned = table_of(rows), table_of(rows, kind="tuned")
+    assert sorted(r.line.label for r in as_run.rows) == ["ce", "ls (smoothing=0.1)"]
+    assert sorted(r.line.label for r in tuned.rows) == ["ce", "ls (tuned)"]
+    text = lb.render_markdown(rows)
+    assert text.count("| ce |") == 4  # once per table: 2 kinds x 2 metrics
+
+
+def test_incomplete_and_diverged_cells_are_shown_but_never_ranked():
+    rows = runs("ce", [0.6, 0.61, 0.62])
+    rows += runs("ls", [0.9, 0.91, 0.92], params='{"smoothing":0.1}')[:2]  # 1 missing
+    rows += runs("gls", [0.95, 0.96, 0.97], params='{"smooth_rate":-0.2}')
+    rows[-1]["status"], rows[-1]["test_acc"] = "diverged", None
+    table = table_of(rows)
+    for label in ("ls (smoothing=0.1)", "gls (smooth_rate=-0.2)"):
+        row = row_of(table, label)
+        assert row.entries[0.2].standing is None and row.mean_rank is None
+    assert row_of(table, "ce").entries[0.2].standing.rank == 1.0
+    text = lb.render_markdown(rows)
+    assert "| ls (smoothing=0.1) | — (2/3) |  |" in text
+    assert "| gls (smooth\\_rate=-0.2) | diverged 1/3 |  |" in text
+    assert "91" not in text and "95" not in text  # no partial means
+
+
+def test_duplicate_records_count_once(tmp_path):
+    from noisebench.store import write_records
+
+    # a method not registered here, so no staleness rule applies
+    old = runs("mine", [0.1, 0.1])
+    new = runs("mine", [0.6, 0.62], finished_at=T0 + timedelta(hours=1))
+    write_records(old + new, tmp_path)
+    text = lb.build(tmp_path, write_plots=False)
+    assert "| mine | 61.0 ± 1.4 (2) #1 | 1.00 |" in text
+    assert text.endswith("2 runs shown.\n")
+
+
+def test_rate_zero_runs_of_one_noise_type_fill_every_tables_zero_column():
+    clean = runs("ce", [0.9, 0.92], noise_rate=0.0, config_hash="c0")
+    sym = runs("ce", [0.7, 0.72], noise_rate=0.4, config_hash="s")
+    pair = runs("ce", [0.6, 0.62], noise_rate=0.4, noise_type="pairflip")
+    # ls has rate-0 runs under uniform noise only: every board borrows those
+    other = runs(
+        "ls", [0.8, 0.8], noise_rate=0.0, noise_type="uniform", config_hash="u"
+    )
+    boards = {b.noise_type: b for b in lb.boards(clean + sym + pair + other)}
+    assert set(boards) == {"symmetric", "pairflip"}  # the rate-0-only board is dropped
+    for kind in ("symmetric", "pairflip"):
+        assert boards[kind].rates == [0.0, 0.4]
+        (ce_line,) = [line for line in boards[kind].cells if line.method == "ce"]
+        assert boards[kind].cells[ce_line][0.0].records == clean
+    pairflip = boards["pairflip"]
+    assert {line.method: kind for line, kind in pairflip.borrowed_zero.items()} == {
+        "ce": "symmetric",
+        "ls": "uniform",
+    }
+    assert {line.method for line in boards["symmetric"].borrowed_zero} == {"ls"}
+    text = lb.render_markdown(clean + sym + pair)
+    assert "Column 0 holds the rate-0 runs recorded under symmetric noise" in text
+
+
+def test_rate_zero_is_never_shared_across_setups_or_user_matrices():
+    clean = runs("ce", [0.9, 0.92], noise_rate=0.0, config_hash="c0")
+    other_setup = runs(
+        "ce", [0.6, 0.62], noise_type="pairflip", train_config='{"model":"cnn"}'
+    )
+    user_t = runs("ce", [0.5, 0.5], noise_type="transition", transition_sha="t" * 16)
+    for board in lb.boards(clean + other_setup + user_t):
+        if board.noise_type != "symmetric":
+            assert 0.0 not in board.rates and not board.borrowed_zero
+
+
+def test_a_tuned_cell_shows_its_newest_tuning_only():
+    older = runs(
+        "ls", [0.5, 0.5], phase="final", study="old", params='{"smoothing":0.2}'
+    )
+    newer = runs(
+        "ls",
+        [0.8, 0.8],
+        phase="final",
+        study="new",
+        params='{"smoothing":0.4}',
+        config_hash="n",
+        finished_at=T0 + timedelta(days=1),
+    )
+    (board,) = lb.boards(older + newer)
+    (cell,) = next(iter(board.cells.values())).values()
+    assert {r["study"] for r in cell.records} == {"new"} and board.superseded == 2
+    text = lb.render_markdown(older + newer)
+    assert "| ls (tuned) | 80.0 ± 0.0 (2) #1 | 1.00 |" in text
+    assert "2 tuned runs of older tunings of the same cells are not shown" in text
+
+
+def test_tied_cells_are_marked_and_only_a_significant_best_is_bold():
+    rows = runs("ce", [0.80, 0.70, 0.90])
+    rows += runs("ls", [0.70, 0.90, 0.80], params='{"smoothing":0.1}')
+    text = lb.render_markdown(rows)
+    assert "| ce | ≈80.0 ± 10.0 (3) #1.5 | 1.50 |" in text
+    assert "| ls (smoothing=0.1) | ≈80.0 ± 10.0 (3) #1.5 | 1.50 |" in text
+    assert "**" not in text.split("How to read it:")[1].split("##")[1]
