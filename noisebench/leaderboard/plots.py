@@ -92,7 +92,7 @@ class Reliability:
         formula as `metrics.ece_of_bins`, which this module does not import (torch)."""
         total = sum(self.count)
         gap = sum(abs(h - c) for h, c in zip(self.correct, self.confidence))
-        return gap / len(self.count) if total else math.nan
+        return gap / total if total else math.nan
 
 
 @dataclass(frozen=True)
