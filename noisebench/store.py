@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from noisebench.errors import UserError
@@ -115,20 +116,23 @@ SCHEMA = pa.schema(
 )
 
 
-# Columns added since schema 1; older shards read them as null.
-ADDED_COLUMNS = (
-    "class_map",
-    "method_origin",
-    "method_sha",
-    "model_params",
-    "input_shape",
-    "confusion",
-    "mem_noisy_curve",
-    "mem_clean_curve",
-    "reliability_count",
-    "reliability_correct",
-    "reliability_confidence",
-)
+# Columns added since schema 1, with the version that added each; older shards read
+# them as null, and a shard without metadata shows its version by which it has.
+ADDED_IN = {
+    "class_map": 2,
+    "method_origin": 3,
+    "method_sha": 3,
+    "model_params": 4,
+    "input_shape": 4,
+    "confusion": 5,
+    "mem_noisy_curve": 5,
+    "mem_clean_curve": 5,
+    "reliability_count": 5,
+    "reliability_correct": 5,
+    "reliability_confidence": 5,
+}
+ADDED_COLUMNS = tuple(ADDED_IN)
+_VERSION_KEY = b"noisebench_schema_version"
 
 STATUSES = ("ok", "diverged", "failed")
 PHASES = ("evaluate", "tune", "final")
@@ -197,6 +201,14 @@ def write_records(records: Sequence[dict[str, Any]], store: str | Path) -> Path:
     clean_temporaries(folder)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     final = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    _write_atomically(table, final)
+    return final
+
+
+def _write_atomically(table: pa.Table, final: Path, *, mode: int | None = None) -> None:
+    """Write `table` to a hidden temporary beside `final`, then `os.replace` it there:
+    readers see the old file or the new one, never half of either. `mode`: the
+    permission bits to give it (an upgraded shard keeps its own)."""
     tmp = temporary_path(final)
     try:
         # A file object, never a path: pyarrow would parse `a:b/runs/...` as a URI.
@@ -204,10 +216,11 @@ def write_records(records: Sequence[dict[str, Any]], store: str | Path) -> Path:
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())  # the rename must not outlive the bytes on a crash
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    return final
 
 
 def read_store(store: str | Path, *, config_hash: str | None = None) -> StoreContents:
@@ -218,21 +231,8 @@ def read_store(store: str | Path, *, config_hash: str | None = None) -> StoreCon
     With `config_hash`, only shards holding that configuration are read whole (the
     others cost one column's read).
     """
-    folder = runs_dir(store)
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        names = []  # a store nothing was written to yet
-    except OSError as err:
-        # unreadable is not empty: an empty table here would read as "no runs yet"
-        raise UserError(
-            f"cannot read the store folder {folder}: {err.strerror or err}"
-        ) from None
-    shards = sorted(
-        folder / n for n in names if n.endswith(".parquet") and not n.startswith(".")
-    )
     tables, skipped = [], []
-    for path in shards:
+    for path in _shard_paths(store):
         try:
             if config_hash is None or _holds(path, config_hash):
                 tables.append(read_shard(path))
@@ -240,6 +240,23 @@ def read_store(store: str | Path, *, config_hash: str | None = None) -> StoreCon
             skipped.append(SkippedShard(path, _one_line(err)))
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return StoreContents(table, skipped)
+
+
+def _shard_paths(store: str | Path) -> list[Path]:
+    """The store's shards, sorted; hidden files (temporaries) are not shards."""
+    folder = runs_dir(store)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []  # a store nothing was written to yet
+    except OSError as err:
+        # unreadable is not empty: an empty table here would read as "no runs yet"
+        raise UserError(
+            f"cannot read the store folder {folder}: {err.strerror or err}"
+        ) from None
+    return sorted(
+        folder / n for n in names if n.endswith(".parquet") and not n.startswith(".")
+    )
 
 
 def _holds(path: Path, config_hash: str) -> bool:
@@ -307,6 +324,140 @@ def _upgrade(table: pa.Table) -> pa.Table:
             field = SCHEMA.field(name)
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table
+
+
+# One schema per store. Readers here conform old shards as they read them, but tools
+# that take one file's schema for all (polars) fail on a mixed store: `upgrade_store`
+# rewrites the old shards in the current layout, and `check_uniform` says when to.
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    # each shard rewritten (in a dry run: to be) -> the schema version it had
+    upgraded: dict[Path, int]
+    current: int  # shards already in the current schema
+    skipped: list[SkippedShard]  # those read_store skips: left as they are
+    dry_run: bool
+
+
+def shard_schema_version(path: Path) -> int:
+    """The schema version a shard's file says it has: its metadata's, else inferred
+    from its columns. Reads the footer (and at most the `schema_version` column), never
+    the rows; an Arrow or OS error for a file that is not Parquet."""
+    schema = _file_schema(path)
+    try:
+        return int((schema.metadata or {})[_VERSION_KEY])
+    except (KeyError, ValueError):
+        pass  # written by another tool: infer it
+    # The rows' own versions may be older than the layout (an upgraded shard keeps
+    # them), never newer; the added columns give the layout itself.
+    layout = max((ADDED_IN[n] for n in schema.names if n in ADDED_IN), default=1)
+    if "schema_version" not in schema.names:
+        return layout
+    with open(path, "rb") as f:
+        column = pq.read_table(f, columns=["schema_version"]).column(0)
+    return max(layout, pc.max(column).as_py() or 1)
+
+
+def _file_schema(path: Path) -> pa.Schema:
+    # A file object, never a path: pyarrow would parse `a:b/runs/...` as a URI.
+    with open(path, "rb") as f:
+        return pq.ParquetFile(f).schema_arrow
+
+
+def _is_current(schema: pa.Schema) -> bool:
+    """Whether a file's schema is SCHEMA (item names of lists aside: Parquet renames
+    them) and its metadata says the current version."""
+    if (schema.metadata or {}).get(_VERSION_KEY) != str(SCHEMA_VERSION).encode():
+        return False
+    return schema.names == SCHEMA.names and all(
+        _same_type(a.type, b.type) and a.nullable == b.nullable
+        for a, b in zip(schema, SCHEMA, strict=True)
+    )
+
+
+def check_uniform(store: str | Path) -> None:
+    """Raise UserError (one line) unless every shard of `store` has the current schema.
+
+    Cheap where all is well: one footer per shard. A shard that read_store would skip
+    is not counted here (readers name it already), so only an old-looking one is read
+    whole, to tell.
+    """
+    versions: dict[str, int] = {}
+    for path in _shard_paths(store):
+        try:
+            schema = _file_schema(path)
+            if _is_current(schema):
+                label = f"v{SCHEMA_VERSION}"
+            else:
+                read_shard(path)  # raises for a shard read_store skips
+                version = shard_schema_version(path)
+                label = f"v{version}" + (", off-schema" * (version == SCHEMA_VERSION))
+        except (pa.ArrowException, OSError, ValueError, KeyError):
+            continue
+        versions[label] = versions.get(label, 0) + 1
+    if set(versions) <= {f"v{SCHEMA_VERSION}"}:
+        return
+    counts = ", ".join(
+        f"{label}: {n} shard{'s' * (n != 1)}"
+        for label, n in sorted(versions.items(), key=lambda kv: _label_order(kv[0]))
+    )
+    fix = f"run `noisebench store upgrade --store {store}`"
+    if len(versions) == 1:
+        raise UserError(
+            f"store {store} has shards of an older schema ({counts}; current is "
+            f"v{SCHEMA_VERSION}): {fix}"
+        )
+    raise UserError(f"store {store} mixes shard schemas ({counts}): {fix}")
+
+
+def _label_order(label: str) -> tuple[int, str]:
+    number = label[1:].partition(",")[0]
+    return (int(number), label)
+
+
+def upgrade_store(store: str | Path, *, dry_run: bool = False) -> UpgradeReport:
+    """Rewrite in place every valid shard of `store` not in the current schema, so that
+    any Parquet reader sees one schema across the store.
+
+    Each is read as readers read it (same rows, same order, same values, the columns
+    added since null, each row's `schema_version` kept: it says what the row was
+    written under) and replaced atomically under its own name. A shard read_store
+    skips is left byte for byte and reported. Running it again rewrites nothing; a
+    kill leaves each shard old or upgraded, never half. `dry_run` writes nothing.
+    """
+    folder = runs_dir(store)
+    if not folder.is_dir():
+        raise UserError(f"no run store at {store}: {folder} is not a folder")
+    if not dry_run:
+        clean_temporaries(folder)
+    upgraded: dict[Path, int] = {}
+    current, skipped = 0, []
+    for path in _shard_paths(store):
+        try:
+            table = read_shard(path)  # as read_store reads it, so skipped alike
+            if _is_current(_file_schema(path)):
+                current += 1
+                continue
+            version = shard_schema_version(path)
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            skipped.append(SkippedShard(path, _one_line(err)))
+            continue
+        if not dry_run:
+            _rewrite(table, path)
+        upgraded[path] = version
+    return UpgradeReport(upgraded, current, skipped, dry_run)
+
+
+def _rewrite(table: pa.Table, path: Path) -> None:
+    table = table.replace_schema_metadata(SCHEMA.metadata)
+    try:
+        _write_atomically(table, path, mode=path.stat().st_mode & 0o7777)
+    except OSError as err:
+        raise UserError(
+            f"cannot rewrite the shard {path}: {err.strerror or err} (it is as it "
+            "was; the shards before it are upgraded: run the upgrade again)"
+        ) from None
 
 
 def validate(table: pa.Table) -> pa.Table:

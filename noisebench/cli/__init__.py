@@ -75,6 +75,7 @@ def _register() -> None:
         methods,
         models,
         noise,
+        store,
         sweep,
         tune,
     )
@@ -87,6 +88,7 @@ def _register() -> None:
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(noise.app, name="noise")
     app.command("leaderboard")(leaderboard.leaderboard)
+    app.add_typer(store.app, name="store")
 
 
 _register()
