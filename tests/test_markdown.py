@@ -219,14 +219,38 @@ def test_plot_file_names_are_safe_and_distinct():
         assert len(slug) <= 100
 
 
-def test_dollar_signs_in_user_text_do_not_break_the_plot(tmp_path):
-    pytest.importorskip("matplotlib")
+def test_dollar_signs_in_user_text_do_not_break_the_figures(tmp_path):
+    """Every figure of a board whose names hold matplotlib math ('$...$') is written."""
+    from noisebench.store import write_records
+
     rows = [
-        record(dataset="a$\\frac{$b", method="m", params='{"k": "$x^$"}', seed=s)
+        record(
+            dataset="a$\\frac{$b",
+            method="m",
+            params='{"k": "$x^$"}',
+            seed=s,
+            confusion=[3, 1, 1, 3],
+            mem_noisy_curve=[0.1, 0.5],
+            mem_clean_curve=[0.8, 0.4],
+            reliability_count=[1, 2],
+            reliability_correct=[1, 1],
+            reliability_confidence=[0.4, 1.5],
+            ece=0.1,
+        )
         for s in (0, 1)
     ]
+    write_records(rows, tmp_path)
+    text = lb.build(tmp_path)
     (board,) = lb.boards(rows)
-    path = tmp_path / "plots" / f"{board.slug}.png"
-    lb.plot_board(board, path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    pngs = sorted((tmp_path / "plots" / board.slug).iterdir())
+    assert [p.name for p in pngs] == [
+        "accuracy-last.png",
+        "accuracy.png",
+        "ece.png",
+        "memorization.png",
+        "reliability.png",
+        "transitions.png",
+    ]
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](plots/{board.slug}/{png.name})" in text

@@ -144,7 +144,7 @@ def test_leaderboard_renders_beside_bad_shards_and_warns_per_shard(
     for line, path in zip(warnings, bad, strict=True):
         assert line.startswith(f"warning: skipped shard {path}: ")
     readme = (store / "README.md").read_text(encoding="utf-8")
-    assert "| robust\\_fake | **50.0 ± 0.0** (2) |" in readme
+    assert "| robust\\_fake | 50.0 ± 0.0 (2) #1 | 1.00 |" in readme
 
 
 def test_an_unlistable_runs_folder_is_an_error_not_an_empty_store(tmp_path):
@@ -205,9 +205,12 @@ def test_schema_places_origin_and_sha_after_the_method_version():
     assert names[at + 1 : at + 3] == ["method_origin", "method_sha"]
     assert SCHEMA.field("method_origin").type == SCHEMA.field("method_sha").type
     assert SCHEMA.field("method_sha").type == pa.string()
-    assert st.SCHEMA_VERSION == 4  # 4 added the model's size and input shape
+    assert st.SCHEMA_VERSION == 5  # 5 added what the leaderboard's figures draw
     assert {"method_origin", "method_sha"} <= set(st.ADDED_COLUMNS)
     assert {"model_params", "input_shape"} <= set(st.ADDED_COLUMNS)
+    assert {"confusion", "mem_noisy_curve", "reliability_count"} <= set(
+        st.ADDED_COLUMNS
+    )
 
 
 def test_a_store_path_with_a_colon_is_a_path_not_a_uri(tmp_path, monkeypatch):

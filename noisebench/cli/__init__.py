@@ -87,7 +87,7 @@ def _register() -> None:
     app.command("models")(models.models)
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(noise.app, name="noise")
-    app.command("leaderboard")(leaderboard.leaderboard)
+    app.add_typer(leaderboard.app, name="leaderboard")
     app.add_typer(store.app, name="store")
 
 

@@ -27,7 +27,6 @@ from noisebench.leaderboard.markdown import (
     render_markdown,
     render_table,
 )
-from noisebench.leaderboard.plots import plot_board
 
 __all__ = [
     "LEADERBOARD_PHASES",
@@ -43,7 +42,6 @@ __all__ = [
     "leaderboard_rows",
     "md_escape",
     "noise_detail",
-    "plot_board",
     "render_markdown",
     "render_table",
     "split_stale",

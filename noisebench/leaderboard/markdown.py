@@ -185,10 +185,13 @@ HOW_TO_READ = [
 METRICS_SHOWN = ("test_acc", "test_acc_at_best_val")
 
 
+def board_title(board: Board) -> str:
+    """Plain text; escape it for markdown."""
+    return f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
+
+
 def render_board(board: Board, plots: dict[str, str]) -> list[str]:
-    title = md_escape(
-        f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
-    )
+    title = md_escape(board_title(board))
     out = [f"## {title}", ""]
     data = f"data sha {board.dataset_sha[:8]}"
     if board.noise_detail:
@@ -294,18 +297,45 @@ def render_markdown(
 
 
 def build(store: str | Path, *, write_plots: bool = True) -> str:
-    """Render `<store>/README.md` text; with `write_plots`, also write `<store>/plots/*.png`."""
-    from noisebench.leaderboard.plots import plot_board
+    """Render `<store>/README.md` text; with `write_plots`, also write the figures under
+    `<store>/plots/`, one folder per board (stale ones removed)."""
+    from noisebench.leaderboard.figures import FILE_NAMES, board_figures
+    from noisebench.leaderboard.plots import save
     from noisebench.store import clean_temporaries
 
     store = Path(store)
     rows, stale = leaderboard_rows(store)
-    if write_plots:
-        clean_temporaries(store / "plots")
-    plots = {}
-    for board in boards(rows):
-        relative = f"plots/{board.slug}.png"
+    shown = boards(rows)
+    plots: dict[str, dict[str, str]] = {}
+    for board in shown:
+        drawings = board_figures(board, board_title(board))
+        plots[board.slug] = {
+            caption: f"plots/{board.slug}/{FILE_NAMES[caption]}.png"
+            for caption in drawings
+        }
         if write_plots:
-            plot_board(board, store / relative)
-        plots[board.slug] = {"accuracy against noise rate": relative}
+            folder = store / "plots" / board.slug
+            clean_temporaries(folder)
+            for caption, draw in drawings.items():
+                save(draw(), store / plots[board.slug][caption])
+    if write_plots:
+        _remove_unused_plots(store / "plots", plots)
     return render_markdown(rows, stale=stale, plots=plots)
+
+
+def _remove_unused_plots(folder: Path, plots: dict[str, dict[str, str]]) -> None:
+    """PNGs under `folder` that the page no longer links (a board gone, a figure
+    renamed) would linger in the repository: remove them, and nothing else."""
+    linked = {
+        Path(p).relative_to("plots")
+        for figures in plots.values()
+        for p in figures.values()
+    }
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*.png")):
+        if path.relative_to(folder) not in linked:
+            path.unlink(missing_ok=True)
+    for sub in sorted(folder.iterdir()):
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
