@@ -14,7 +14,7 @@ import helpers
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_store_robust import bad_shard, dead_pid, write_raw
+from shards import bad_shard, dead_pid, write_raw
 from typer.testing import CliRunner
 
 from noisebench import store as st

@@ -1,0 +1,122 @@
+"""What the leaderboard's figures are drawn from: board records turned into plot data,
+checked against sums and means computed here from the records themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import record
+from typer.testing import CliRunner
+
+from noisebench import leaderboard as lb
+from noisebench.leaderboard import figures
+
+
+def runs(method, rate, *, seeds=(0, 1), **overrides):
+    return [
+        record(
+            method=method,
+            noise_rate=rate,
+            seed=s,
+            noise_seed=s,
+            run_seeds=list(seeds),
+            config_hash=f"{method}-{rate}-{overrides.get('transition_source')}",
+            **overrides,
+        )
+        for s in seeds
+    ]
+
+
+def data(drawing):
+    """The data a Drawing (a functools.partial of a plots function) was bound to."""
+    return drawing.args[0], drawing.keywords
+
+
+def test_accuracy_panels_put_cross_entropy_in_every_panel_and_skip_incomplete_cells():
+    rows = []
+    for rate, acc in ((0.2, 0.9), (0.4, 0.7)):
+        rows += runs("ce", rate, test_acc_at_best_val=acc)
+        rows += runs("mine", rate, params='{"a":1}', test_acc_at_best_val=acc + 0.05)
+    rows += runs("mine", 0.6, params='{"a":1}', seeds=(0, 1, 2))[:2]  # incomplete
+    (board,) = lb.boards(rows)
+    series, keywords = data(
+        figures.metric_against_rate(
+            board, "test_acc_at_best_val", title="t", ylabel="y"
+        )
+    )
+    (mine,) = series
+    assert mine.x == (0.2, 0.4) and mine.mean == pytest.approx((95.0, 75.0))
+    (reference,) = keywords["reference"]
+    assert reference.label == "ce" and reference.mean == pytest.approx((90.0, 70.0))
+
+
+def test_transitions_count_each_noise_draw_once():
+    """Two methods trained on the same noise draws: the realized T sums each draw once."""
+    draw = {0: [8, 2, 1, 9], 1: [7, 3, 2, 8]}
+    rows = []
+    for method in ("ce", "mine"):
+        rows += [
+            r | {"confusion": draw[r["noise_seed"]]}
+            for r in runs(method, 0.2, params="{}")
+        ]
+    (board,) = lb.boards(rows)
+    ((label, counts),), _ = data(figures.transitions(board, title="t"))
+    assert label == "r = 0.2, 2 draws"
+    np.testing.assert_array_equal(counts, [[15, 5], [3, 17]])
+
+
+def test_reliability_adds_the_seeds_bins_and_memorization_averages_their_curves():
+    rows = [
+        r
+        | {
+            "reliability_count": [2, 3 + s],
+            "reliability_correct": [1, 2 + s],
+            "reliability_confidence": [0.5, 2.0 + s],
+            "mem_noisy_curve": [0.1 * s, 0.2 * s],
+            "mem_clean_curve": [0.9, 0.8 - 0.1 * s],
+        }
+        for s, r in enumerate(runs("ce", 0.4))
+    ]
+    (board,) = lb.boards(rows)
+    (diagram,), _ = data(figures.reliability(board, title="t"))
+    assert diagram.count == (4, 7) and diagram.correct == (2, 5)
+    assert diagram.confidence == pytest.approx((1.0, 5.0))
+    (curves,), _ = data(figures.memorization(board, title="t"))
+    assert curves.fit_noisy == pytest.approx((0.05, 0.1))
+    assert curves.fit_clean == pytest.approx((0.9, 0.75))
+
+
+def test_records_before_schema_5_draw_what_they_can():
+    (board,) = lb.boards(runs("ce", 0.4))  # no bins, curves nor counts
+    assert list(figures.board_figures(board, "t")) == [
+        "accuracy (selected by noisy validation) against noise rate",
+        "accuracy (last epoch) against noise rate",
+    ]
+
+
+def test_the_focus_rate_is_the_nearest_to_0_4_above_0():
+    (board,) = lb.boards(runs("ce", 0.0) + runs("ce", 0.3) + runs("ce", 0.6))
+    assert figures.focus_rate(board) == 0.3
+    (clean,) = lb.boards(runs("ce", 0.0))
+    assert figures.focus_rate(clean) is None
+
+
+def test_a_store_of_mixed_schemas_is_refused_with_the_fix(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from noisebench.cli import app
+    from noisebench.store import ADDED_COLUMNS, SCHEMA, runs_dir, write_records
+
+    write_records(runs("ce", 0.2), tmp_path)
+    old = pa.schema([f for f in SCHEMA if f.name not in ADDED_COLUMNS])
+    rows = [{k: r[k] for k in old.names} for r in runs("ce", 0.4)]
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=old), runs_dir(tmp_path) / "o.parquet"
+    )
+    for command in (["leaderboard"], ["leaderboard", "show"]):
+        result = CliRunner().invoke(app, [*command, "--store", str(tmp_path)])
+        assert result.exit_code == 2, command
+        assert "noisebench store upgrade" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "README.md").exists()
