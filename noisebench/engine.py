@@ -27,6 +27,34 @@ from noisebench.optim import SGD, Adam, StackedOptimizer, lr_schedule
 from noisebench.registry import Context, Method, get_method
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """Distillation (Hinton et al. 2015; DESIGN.md §5): member s of the student learns
+    from member s of a teacher ensemble, through the teacher's probabilities on the
+    pool at `temperature`. The student's loss per member is
+
+        (1 - alpha) * method(logits, hard labels) + alpha * T² * KL(q_T ‖ softmax(z / T))
+
+    (T² keeps the soft term's gradient scale independent of T, as Hinton et al. do).
+    With alpha = 1 the student sees the teacher's soft targets only."""
+
+    probs: torch.Tensor  # (S, N, K) softmax(teacher logits / T) on the training pool
+    temperature: float = 1.0
+    alpha: float = 1.0
+
+    def members(self, which: slice) -> Teacher:
+        return replace(self, probs=self.probs[which])
+
+    def loss(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """(S,) the soft term for a batch: logits (S, B, K), idx (S, B) pool indices."""
+        k = logits.shape[-1]
+        q = self.probs.gather(1, idx.unsqueeze(-1).expand(-1, -1, k))
+        log_p = (logits / self.temperature).log_softmax(-1)
+        # xlogy: a target of exactly 0 adds 0, as 0 log 0 does in the KL's definition
+        kl = (torch.xlogy(q, q) - q * log_p).sum(-1).mean(-1)
+        return self.temperature**2 * kl
+
+
 @dataclass
 class Task:
     """What the engine trains on, already on the device. S members, N pool samples."""
@@ -49,6 +77,7 @@ class Task:
     # (N,) the pool's clean labels, shared: with them the engine records memorization
     # curves (how many corrupted training samples are fit to which label, per epoch)
     y_clean: torch.Tensor | None = None
+    teacher: Teacher | None = None  # distillation: soft targets from a teacher ensemble
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
@@ -59,6 +88,7 @@ class Task:
             self,
             **{f: getattr(self, f)[which] for f in per_member},
             seeds=self.seeds[which],
+            teacher=None if self.teacher is None else self.teacher.members(which),
         )
 
     @property
@@ -174,6 +204,18 @@ class MemberLosses:
                 f"{tuple(losses.shape[1:])} per member; a method returns a scalar"
             )
         return losses
+
+
+def _student_losses(teacher, member_losses, logits, labels, idx, contexts):
+    """The method's per-member losses, mixed with a teacher's soft term when there is
+    one (the hard-label loss is not even computed when alpha = 1)."""
+    if teacher is None:
+        return member_losses(logits, labels, contexts)
+    soft = teacher.loss(logits, idx)
+    if teacher.alpha == 1.0:
+        return soft
+    hard = member_losses(logits, labels, contexts)
+    return (1.0 - teacher.alpha) * hard + teacher.alpha * soft
 
 
 def describe(method: Method) -> str:
@@ -438,7 +480,9 @@ def _fit_members(
             labels = task.y_noisy.gather(1, idx)
             if task.y_clean is not None:
                 latest.scatter_(1, idx, logits.detach().argmax(-1))
-            losses = member_losses(logits.float(), labels, contexts)
+            losses = _student_losses(
+                task.teacher, member_losses, logits.float(), labels, idx, contexts
+            )
             bad |= ~torch.isfinite(losses)
             optimizer.zero_grad()
             losses.sum().backward()  # members share no parameters: each its own gradient

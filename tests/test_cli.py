@@ -317,11 +317,13 @@ def test_leaderboard_renders_and_check_detects_staleness(tmp_path):
     result = invoke("leaderboard", "--store", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     readme = (tmp_path / "README.md").read_text()
-    assert "| method | 0.2 | 0.4 |" in readme and "| ce |" in readme
-    (plot,) = (tmp_path / "plots").glob("*.png")
-    assert (
-        plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plots/{plot.name}" in readme
-    )
+    assert "| method | 0.2 | 0.4 | mean rank |" in readme and "| ce |" in readme
+    # a real run records everything each figure draws: all six are written and linked
+    plots = sorted((tmp_path / "plots").glob("*/*.png"))
+    assert len(plots) == 6
+    for plot in plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plots/{plot.parent.name}/{plot.name}" in readme
     assert invoke("leaderboard", "--check", "--store", str(tmp_path)).exit_code == 0
     assert (
         invoke(

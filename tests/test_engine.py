@@ -382,3 +382,61 @@ def test_memorization_curves_track_learning_and_need_clean_labels():
     blind = fit(replace(task, y_clean=None), method=method, params={}, config=config)
     assert blind.mem_noisy.isnan().all() and blind.mem_clean.isnan().all()
     torch.testing.assert_close(blind.pool_logits, curves.pool_logits)
+
+
+# --------------------------------------------------------------------------- distillation
+def _one_hot_teacher(task, **kwargs):
+    from noisebench.engine import Teacher
+
+    probs = F.one_hot(task.y_noisy, task.num_classes).float()
+    return Teacher(probs=probs, **kwargs)
+
+
+def test_a_teacher_equal_to_the_labels_distills_the_hard_label_student():
+    """KL(onehot(y) ‖ p) = -log p_y: at T = 1 and alpha = 1 the student is the CE model."""
+    ce = get_method("ce")
+    task = blobs_task(num_classes=3, noise=0.3, method=ce, seeds=(1, 2), n=400)
+    hard = fit(task, method=ce, params={}, config=CONFIG)
+    taught = replace(task, teacher=_one_hot_teacher(task))
+    soft = fit(taught, method=ce, params={}, config=CONFIG)
+    torch.testing.assert_close(soft.pool_logits, hard.pool_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(soft.val_acc, hard.val_acc)
+
+
+def test_alpha_zero_is_the_method_alone_and_members_stay_apart():
+    ls = get_method("ls")
+    task = blobs_task(num_classes=3, noise=0.3, method=ls, seeds=(1, 2, 3), n=400)
+    alone = fit(task, method=ls, params={"smoothing": 0.2}, config=CONFIG)
+    off = replace(task, teacher=_one_hot_teacher(task, temperature=3.0, alpha=0.0))
+    mixed = fit(off, method=ls, params={"smoothing": 0.2}, config=CONFIG)
+    torch.testing.assert_close(
+        mixed.pool_logits, alone.pool_logits, rtol=1e-4, atol=1e-5
+    )
+    # chunks of one member slice each member's own soft targets
+    half = replace(task, teacher=_one_hot_teacher(task, temperature=2.0, alpha=0.5))
+    together = fit(half, method=ls, params={"smoothing": 0.2}, config=CONFIG)
+    chunked = fit(
+        half, method=ls, params={"smoothing": 0.2}, config=CONFIG, max_members=1
+    )
+    torch.testing.assert_close(
+        chunked.pool_logits, together.pool_logits, rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+def test_the_soft_term_is_t_squared_times_torch_kl_div(temperature):
+    from noisebench.engine import Teacher
+
+    g = torch.Generator().manual_seed(0)
+    teacher_logits = torch.randn(2, 50, 5, generator=g) * 3
+    probs = (teacher_logits / temperature).softmax(-1)
+    logits = torch.randn(2, 8, 5, generator=g)
+    idx = torch.randint(50, (2, 8), generator=g)
+    got = Teacher(probs, temperature=temperature).loss(logits, idx)
+    for s in range(2):
+        want = F.kl_div(
+            (logits[s] / temperature).log_softmax(-1),
+            probs[s, idx[s]],
+            reduction="batchmean",
+        )
+        assert float(got[s]) == pytest.approx(float(want) * temperature**2, rel=1e-5)
