@@ -224,7 +224,7 @@ def test_a_significantly_best_cell_is_bold_per_column():
         "| ce | 50.5 ± 0.7 (2) #2 | 50.5 ± 0.7 (2) #2 | 30.0 ± 0.0 (2) #1 | 1.67 |"
         in text
     )
-    assert "| ls | **60.5 ± 0.7** (2) #1 | **60.5 ± 0.7** (2) #1 |  |  |" in text
+    assert "| ls | **60.5 ± 0.7** (2) #1 | **60.5 ± 0.7** (2) #1 | · |  |" in text
 
 
 def test_rendering_is_deterministic_and_order_free():
@@ -275,7 +275,7 @@ def test_tuned_runs_share_one_row_per_method():
     tuned = text[text.index("### Tuned") :]
     assert "| ls (tuned) | 50.0 ± 0.0 (2) #1 | 50.0 ± 0.0 (2) #1 | 1.00 |" in tuned
     as_run = text[: text.index("### Tuned")]
-    assert "| ls (smoothing=0.1) | 50.0 ± 0.0 (2) #1 |  |  |" in as_run
+    assert "| ls (smoothing=0.1) | 50.0 ± 0.0 (2) #1 | · |  |" in as_run
     assert "(tuned)" not in as_run and "smoothing=0.1" not in tuned
 
 

@@ -125,7 +125,7 @@ def render_table(table: Table) -> list[str]:
             blank = " |" * len(rates)
             lines.append(f"| *upper bounds: T known, not ranked* |{blank} |")
         cells = [
-            render_entry(row.entries[r]) if r in row.entries else "" for r in rates
+            render_entry(row.entries[r]) if r in row.entries else NOT_RUN for r in rates
         ]
         rank = "" if row.mean_rank is None else f"{row.mean_rank:.2f}"
         lines.append(
@@ -133,6 +133,8 @@ def render_table(table: Table) -> list[str]:
         )
     return lines
 
+
+NOT_RUN = "·"  # a row with no runs at all at this rate
 
 KIND_TITLES = {
     DEFAULT_TABLE: "As run (each method's defaults unless the row names its params)",
@@ -158,7 +160,8 @@ HOW_TO_READ = [
         " ≈ marks the best and every method the seeds cannot tell apart from it."
     ),
     (
-        "- — (k/n): only k of the n seeds asked for finished; a partial mean is never shown."
+        "- · : not run. — (k/n): only k of the n seeds asked for finished; a partial mean"
+        " is never shown."
         " diverged k/n: k of n seeds diverged, and none of the cell is averaged."
     ),
     (
