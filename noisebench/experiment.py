@@ -6,6 +6,7 @@ so a bad request never leaves a partial record behind.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,21 @@ from noisebench.errors import UserError, unknown
 from noisebench.noise import NoiseSpec, confusion, corrupt, matrix_sha, realized_rate
 from noisebench.registry import Method, get_method
 from noisebench.sampling import derive_seed
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Distillation (DESIGN.md §5): before the student, a teacher ensemble is trained
+    with `method` and `params` on the same noisy labels and splits (its own seeds, the
+    test set withheld), and its model of the best noisy-validation epoch gives each
+    student member its soft targets: the teacher member's probabilities at
+    `temperature`. The student's loss is `(1 - alpha)` times its method's loss of the
+    hard noisy labels plus `alpha` times T² KL(teacher ‖ student), both at T."""
+
+    method: str
+    params: dict[str, Any]
+    temperature: float = 1.0
+    alpha: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class RunSpec:
     phase: str = "evaluate"
     study: str | None = None
     trial: int | None = None
+    teacher: TeacherSpec | None = None  # distillation: learn from a teacher ensemble
 
 
 @dataclass
@@ -125,6 +142,7 @@ def prepare(spec: RunSpec) -> Prepared:
         )
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
         raise UserError(f"seeds must be distinct and non-empty, got {list(spec.seeds)}")
+    teacher = _resolve_teacher(spec)
     noise_seeds = tuple(spec.noise_seeds or spec.seeds)
     if len(noise_seeds) != len(spec.seeds):
         raise UserError("give as many noise seeds as seeds")
@@ -136,6 +154,8 @@ def prepare(spec: RunSpec) -> Prepared:
     # and hash), T, and human noise's fixed labels (None: drawn from T per noise seed)
     noise, t, fixed = spec.noise.realize(dataset)
     _probe(method, params, dataset.num_classes, t)
+    if teacher is not None:
+        _probe(get_method(teacher.method), teacher.params, dataset.num_classes, t)
     check_size(spec, dataset)
     draws = [
         draw_noise(dataset, t, noise.mode, seed, spec.train.val_fraction, labels=fixed)
@@ -143,7 +163,9 @@ def prepare(spec: RunSpec) -> Prepared:
     ]
     noisy, train_idx, val_idx = (np.stack(parts) for parts in zip(*draws, strict=True))
     return Prepared(
-        spec=replace(spec, params=params, noise=noise, noise_seeds=noise_seeds),
+        spec=replace(
+            spec, params=params, noise=noise, noise_seeds=noise_seeds, teacher=teacher
+        ),
         method=method,
         dataset=dataset,
         transition=t,
@@ -151,6 +173,43 @@ def prepare(spec: RunSpec) -> Prepared:
         train_idx=train_idx,
         val_idx=val_idx,
     )
+
+
+def _resolve_teacher(spec: RunSpec) -> TeacherSpec | None:
+    """The teacher with its params resolved (defaults filled in, ranges checked)."""
+    teacher = spec.teacher
+    if teacher is None:
+        return None
+    method = get_method(teacher.method)
+    if not (math.isfinite(teacher.temperature) and teacher.temperature > 0):
+        raise UserError(
+            f"the distillation temperature must be a finite number > 0, "
+            f"got {teacher.temperature:g}"
+        )
+    if not (0.0 <= teacher.alpha <= 1.0):
+        raise UserError(
+            f"the distillation alpha must lie in [0, 1], got {teacher.alpha:g}"
+        )
+    if "transition" in method.requires and spec.transition == "estimated":
+        raise UserError(
+            f"teacher '{method.name}' uses T: it is trained with the true T, so "
+            "--transition estimated cannot apply to it"
+        )
+    return replace(teacher, params=method.resolve(teacher.params))
+
+
+def teacher_identity(teacher: TeacherSpec) -> dict[str, Any]:
+    """What a teacher is, as the student's configuration and records state it."""
+    method = get_method(teacher.method)
+    return {
+        "method": method.name,
+        "method_version": method.version,
+        "method_origin": method.origin,
+        "method_sha": method.source_sha,
+        "params": teacher.params,
+        "temperature": teacher.temperature,
+        "alpha": teacher.alpha,
+    }
 
 
 def check_size(spec: RunSpec, dataset: Dataset) -> None:
@@ -310,6 +369,9 @@ def run(
         task, estimator_seconds = _with_estimated_transition(prepared, task, device)
         truth = torch.as_tensor(prepared.transition)
         t_error = estimation_error(task.transition, truth).cpu()
+    teacher_seconds, taught = 0.0, None
+    if spec.teacher is not None:
+        task, teacher_seconds, taught = _with_teacher(prepared, task, device)
     result = engine.fit(
         task,
         method=prepared.method,
@@ -319,7 +381,7 @@ def run(
     )
     finished = datetime.now(timezone.utc)
 
-    seconds = estimator_seconds + result.seconds
+    seconds = estimator_seconds + teacher_seconds + result.seconds
     common = records.common_fields(prepared, device, started, finished, seconds)
     y_clean = torch.as_tensor(ds.y)
     y_test = torch.as_tensor(ds.y_test)
@@ -341,9 +403,19 @@ def run(
             "mem_noisy_curve": result.mem_noisy[s].tolist(),
             "mem_clean_curve": result.mem_clean[s].tolist(),
             "transition_error": None if t_error is None else float(t_error[s]),
+            "teacher": None if taught is None else _teacher_field(spec, taught, s),
             "error": None,
         }
-        if int(result.diverged_at[s]) >= 0:
+        if taught is not None and not bool(
+            torch.isfinite(taught.best_pool_logits[s]).all()
+        ):
+            # a student of non-finite soft targets learned nothing worth a number
+            record |= {
+                "status": "diverged",
+                "error": "its teacher's soft targets are not finite",
+            }
+            record |= dict.fromkeys(records.METRICS + records.RELIABILITY)
+        elif int(result.diverged_at[s]) >= 0:
             record |= {
                 "status": "diverged",
                 "error": f"non-finite loss in epoch {int(result.diverged_at[s]) + 1}",
@@ -435,6 +507,78 @@ def _estimate_transition(task, config):
     )
     t_hat = estimate_transition(logits.softmax(-1))
     return t_hat.to(task.x.device), estimator.seconds
+
+
+# The teacher of the configuration run last, as logits (the temperature is applied
+# after): tuning trials, and a preset's temperatures, share it instead of retraining.
+_TEACHERS: dict[str, tuple[Any, float]] = {}
+
+
+def _with_teacher(prepared: Prepared, task, device):
+    """The task with each member's soft targets, the seconds the teacher took (0 when
+    the last configuration's teacher was this one), and the teacher's FitResult."""
+    import torch
+
+    from noisebench import engine
+
+    spec = prepared.spec
+    teacher = spec.teacher
+    key = records.canonical_json(
+        {
+            **estimator_identity(prepared),
+            "teacher": {
+                k: v
+                for k, v in teacher_identity(teacher).items()
+                if k not in ("temperature", "alpha")
+            },
+            "device": str(device),
+        }
+    )
+    fresh = key not in _TEACHERS
+    if fresh:
+        _TEACHERS.clear()  # one teacher at a time
+        method = get_method(teacher.method)
+        needs_t = "transition" in method.requires
+        seeds = [derive_seed("teacher", s) for s in task.seeds]
+        trained = engine.fit(
+            replace(
+                task,
+                x_test=None,
+                y_test=None,
+                y_clean=None,
+                seeds=seeds,
+                transition=torch.as_tensor(
+                    prepared.transition, dtype=torch.float32, device=device
+                )
+                if needs_t
+                else None,
+                transition_source="oracle",
+            ),
+            method=method,
+            params=teacher.params,
+            config=spec.train,
+            best_pool=True,  # the teacher is its best noisy-validation model
+        )
+        _TEACHERS[key] = (trained, trained.seconds)
+    trained, seconds = _TEACHERS[key]
+    probs = (trained.best_pool_logits / teacher.temperature).softmax(-1)
+    soft = engine.Teacher(
+        probs=probs.to(device), temperature=teacher.temperature, alpha=teacher.alpha
+    )
+    return replace(task, teacher=soft), seconds if fresh else 0.0, trained
+
+
+def _teacher_field(spec: RunSpec, trained, s: int) -> str:
+    """The teacher of member s as the record's JSON: what it is, and which member."""
+    best = int(trained.best_epoch[s])
+    return records.canonical_json(
+        {
+            **teacher_identity(spec.teacher),
+            "seed": derive_seed("teacher", spec.seeds[s]),
+            "best_epoch": best + 1,
+            "best_val_acc": float(trained.val_acc[s, best]),
+        }
+    )
 
 
 def _test_metrics(result, s: int, y_test) -> dict[str, float]:

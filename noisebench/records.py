@@ -49,6 +49,8 @@ def sha(obj: Any) -> str:
 
 def config_identity(prepared: Prepared) -> dict[str, Any]:
     """Everything that defines the experiment except its seeds: the leaderboard's key."""
+    from noisebench.experiment import teacher_identity
+
     spec = prepared.spec
     return {
         "method": spec.method,
@@ -74,6 +76,8 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
         },
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,
+        # distillation: the teacher; absent otherwise, so other hashes stay as they were
+        **({"teacher": teacher_identity(spec.teacher)} if spec.teacher else {}),
     }
 
 

@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 from noisebench.errors import UserError
 
 # 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape;
-# 5: confusion, reliability_*, mem_*_curve (what the leaderboard's plots draw)
-SCHEMA_VERSION = 5
+# 5: confusion, reliability_*, mem_*_curve (what the leaderboard's plots draw);
+# 6: teacher (distillation's provenance)
+SCHEMA_VERSION = 6
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -67,6 +68,9 @@ SCHEMA = pa.schema(
         ("confusion", pa.list_(_i64)),  # that matrix, row-major (K * K counts)
         ("transition_sha", _str),  # of the nominal T
         ("transition_source", _str),  # oracle | estimated
+        # distillation: the teacher as JSON (method, version, params, temperature,
+        # alpha, and this member's teacher seed and best epoch); null without one
+        ("teacher", _str),
         ("class_map", _str),  # asymmetric noise: its class map as JSON; else null
         ("seed", _i64),
         ("noise_seed", _i64),
@@ -130,6 +134,7 @@ ADDED_IN = {
     "reliability_count": 5,
     "reliability_correct": 5,
     "reliability_confidence": 5,
+    "teacher": 6,
 }
 ADDED_COLUMNS = tuple(ADDED_IN)
 _VERSION_KEY = b"noisebench_schema_version"
@@ -482,6 +487,7 @@ def validate(table: pa.Table) -> pa.Table:
         "params": _is_json_object,
         "train_config": _is_json_object,
         "class_map": lambda v: v is None or _is_json_object(v),
+        "teacher": lambda v: v is None or _is_json_object(v),
     }
     for name, ok in checks.items():
         for i, value in enumerate(column(name)):

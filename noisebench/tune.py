@@ -105,6 +105,7 @@ def tuning_run(spec: TuneSpec) -> Prepared:
 
 def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
     """What a study is about. Workers that agree on it share the study."""
+    from noisebench.experiment import teacher_identity
     from noisebench.noise import matrix_sha
 
     return {
@@ -121,6 +122,12 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
             "mode": spec.base.noise.mode,
         },
         "transition_sha": matrix_sha(prepared.transition),
+        # distillation: the teacher (absent otherwise, so other studies keep their names)
+        **(
+            {"teacher": teacher_identity(prepared.spec.teacher)}
+            if prepared.spec.teacher is not None
+            else {}
+        ),
         # human noise: the labels themselves (two files can share one realized T)
         **(
             {"labels_sha": prepared.spec.noise.labels_sha}

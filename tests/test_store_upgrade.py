@@ -58,6 +58,7 @@ def rows_of(version: int, seeds: tuple[int, ...]) -> list[dict]:
         "reliability_correct": [1, 2],
         "reliability_confidence": [0.5, 1.5],
         "val_acc_curve": [0.1, 0.2],
+        "teacher": '{"method": "ls"}',
     }
     names = layout(version).names
     rows = []
@@ -129,7 +130,8 @@ def test_shard_schema_version_reads_metadata_or_infers_it(tmp_path):
     assert [versions[f"0-v{v}.parquet"] for v in (1, 2, 3, 4)] == [1, 2, 3, 4]
     current = [v for n, v in versions.items() if not n.startswith("0-")]
     assert current == [SCHEMA_VERSION] * 2
-    for version in (2, 3, 4, 5):  # another tool's files, without our metadata
+    # another tool's files, without our metadata
+    for version in range(2, SCHEMA_VERSION + 1):
         path = write_raw(
             store,
             f"bare{version}.parquet",
@@ -161,7 +163,8 @@ def test_a_mixed_store_is_refused_in_one_line_naming_its_versions(tmp_path):
         check_uniform(store)
     assert str(err.value) == (
         f"store {store} mixes shard schemas (v1: 2 shards, v2: 1 shard, v3: 1 shard, "
-        f"v4: 1 shard, v5: 2 shards): run `noisebench store upgrade --store {store}`"
+        f"v4: 1 shard, v{SCHEMA_VERSION}: 2 shards): "
+        f"run `noisebench store upgrade --store {store}`"
     )
 
 
@@ -171,7 +174,8 @@ def test_a_store_of_one_older_schema_is_refused_too(tmp_path):
     with pytest.raises(UserError) as err:
         check_uniform(tmp_path)
     message = str(err.value)
-    assert "(v3: 2 shards; current is v5)" in message and "\n" not in message
+    assert f"(v3: 2 shards; current is v{SCHEMA_VERSION})" in message
+    assert "\n" not in message
     assert message.endswith(f"run `noisebench store upgrade --store {tmp_path}`")
 
 
@@ -212,7 +216,10 @@ def test_upgrade_rewrites_old_shards_in_the_current_schema_keeping_every_value(
     for path in shards(store):
         schema = file_schema(path)
         assert schema.equals(reference, check_metadata=False), path.name
-        assert schema.metadata[b"noisebench_schema_version"] == b"5"
+        assert (
+            schema.metadata[b"noisebench_schema_version"]
+            == str(SCHEMA_VERSION).encode()
+        )
         table = pq.read_table(path)
         newer = [n for n, v in ADDED_IN.items() if v > versions[path.name]]
         for name in newer:  # the columns added since are null in old rows
@@ -221,7 +228,9 @@ def test_upgrade_rewrites_old_shards_in_the_current_schema_keeping_every_value(
     assert after.schema.equals(before.schema)
     assert after.to_pylist() == before.to_pylist()  # same rows, order and values
     by_run = dict(zip(after["run_id"].to_pylist(), after["schema_version"].to_pylist()))
-    assert by_run["v2-0"] == 2 and by_run["v5-0"] == 5  # what each was written under
+    assert (
+        by_run["v2-0"] == 2 and by_run[f"v{SCHEMA_VERSION}-0"] == SCHEMA_VERSION
+    )  # what each was written under
     assert concat_as_polars_does(store).num_rows == before.num_rows
     check_uniform(store)
     assert temporaries(store) == []
@@ -362,21 +371,26 @@ def test_cli_upgrade_prints_a_line_per_shard_and_a_summary(tmp_path):
     result = invoke("store", "upgrade", "--store", str(store), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (
-        "would upgrade 5 shards to schema 5; 2 already current; 1 skipped "
+        f"would upgrade 5 shards to schema {SCHEMA_VERSION}; 2 already current; 1 skipped "
         "(dry run: nothing written)\n"
     )
     result = invoke("store", "upgrade", "--store", str(store))
     assert result.exit_code == 0, result.stderr
     assert (
-        result.stdout == "upgraded 5 shards to schema 5; 2 already current; 1 skipped\n"
+        result.stdout
+        == f"upgraded 5 shards to schema {SCHEMA_VERSION}; 2 already current; 1 skipped\n"
     )
     lines = result.stderr.splitlines()
-    assert f"upgraded {runs_dir(store) / '0-v3.parquet'} (schema 3 -> 5)" in lines
+    assert (
+        f"upgraded {runs_dir(store) / '0-v3.parquet'} (schema 3 -> {SCHEMA_VERSION})"
+        in lines
+    )
     assert lines[-1].startswith(f"skipped {runs_dir(store) / 'bad-corrupt.parquet'}: ")
     assert len(lines) == 6
     result = invoke("store", "upgrade", "--store", str(store))
     assert (
-        result.stdout == "upgraded 0 shards to schema 5; 7 already current; 1 skipped\n"
+        result.stdout
+        == f"upgraded 0 shards to schema {SCHEMA_VERSION}; 7 already current; 1 skipped\n"
     )
 
 
@@ -386,7 +400,7 @@ def test_cli_upgrade_json_is_one_object_on_stdout_only(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     out = json.loads(result.stdout)
-    assert out["schema_version"] == 5 and out["dry_run"] is False
+    assert out["schema_version"] == SCHEMA_VERSION and out["dry_run"] is False
     assert out["already_current"] == 2 and out["skipped"] == []
     assert sorted(u["from_version"] for u in out["upgraded"]) == [1, 1, 2, 3, 4]
     assert out["store"] == str(store)

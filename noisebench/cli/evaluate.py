@@ -101,6 +101,7 @@ def _as_json(prepared, records, shard: Path | None) -> dict:
             "dataset": prepared.dataset.name,
             "noise": spec.noise.as_dict(),
             "transition": spec.transition,
+            "teacher": None if spec.teacher is None else asdict(spec.teacher),
             "train": asdict(spec.train),
             "seeds": list(spec.seeds),
             "noise_seeds": list(spec.noise_seeds),
@@ -163,6 +164,7 @@ def print_summary(spec, dataset: str, records) -> None:
             f"{spec.method}{f' ({params})' if params else ''} on {dataset}: "
             f"{spec.noise.kind} noise {spec.noise.rate:g} (realized {realized:.3f}), "
             f"{'estimated T, ' if spec.transition == 'estimated' else ''}"
+            f"{_taught_by(records[0])}"
             f"{spec.train.epochs} epochs, {records[0]['device']}"
         )
     )
@@ -192,3 +194,10 @@ def _fmt(value, scale: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{scale * value:.{_digits(scale)}f}"
+
+
+def _taught_by(record) -> str:
+    from noisebench.leaderboard.aggregate import teacher_label
+
+    label = teacher_label(record.get("teacher"))
+    return f"teacher {label}, " if label else ""

@@ -96,6 +96,38 @@ TransitionSource = Annotated[
         "model's anchor points, Patrini et al. 2017).",
     ),
 ]
+Teacher = Annotated[
+    str | None,
+    typer.Option(
+        "--teacher",
+        help="Distill: first train a teacher ensemble with this method, then learn "
+        "from its soft targets (see --temperature, --distill-alpha).",
+        show_default=False,
+    ),
+]
+TeacherParam = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--teacher-param", help="Teacher method parameter key=value; repeatable."
+    ),
+]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        help="Distillation temperature T > 0 (default 1).",
+        show_default=False,
+    ),
+]
+DistillAlpha = Annotated[
+    float | None,
+    typer.Option(
+        "--distill-alpha",
+        help="Weight of the teacher's soft term in [0, 1]; 1 - alpha goes to the "
+        "method's loss of the hard labels (default 1: soft targets only).",
+        show_default=False,
+    ),
+]
 AllowUnidentifiable = Annotated[
     bool,
     typer.Option(
@@ -308,9 +340,20 @@ class RunOptions(NoiseOptions):
     val_fraction: ValFraction = None
     transition: TransitionSource = "oracle"
     device: Device = "auto"
+    teacher: Teacher = None
+    teacher_param: TeacherParam = None
+    temperature: Temperature = None
+    distill_alpha: DistillAlpha = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.teacher is None:
+            for flag, value in (
+                ("--teacher-param", self.teacher_param),
+                ("--temperature", self.temperature),
+                ("--distill-alpha", self.distill_alpha),
+            ):
+                _check(value is None, f"{flag} applies only with --teacher")
         for flag, value, ok, rule in (
             ("--lr", self.lr, lambda v: v > 0, "> 0"),
             ("--weight-decay", self.weight_decay, lambda v: v >= 0, ">= 0"),
@@ -386,6 +429,23 @@ class RunOptions(NoiseOptions):
             noise_seeds=noise_seeds,
             device=self.device,
             transition=self.transition,
+            teacher=self.teacher_spec(),
+        )
+
+    def teacher_spec(self):
+        """The TeacherSpec of --teacher and its options, or None."""
+        from noisebench.experiment import TeacherSpec
+        from noisebench.registry import get_method
+
+        if self.teacher is None:
+            return None
+        return TeacherSpec(
+            method=self.teacher,
+            params=get_method(self.teacher).parse(
+                self.teacher_param or [], with_defaults=True
+            ),
+            temperature=1.0 if self.temperature is None else self.temperature,
+            alpha=1.0 if self.distill_alpha is None else self.distill_alpha,
         )
 
 

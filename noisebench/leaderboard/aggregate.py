@@ -189,6 +189,8 @@ def boards(rows: Iterable[dict[str, Any]]) -> list[Board]:
                 TUNED if row["phase"] == "final" else row["params"],
                 # one method name from two origins is two methods
                 row.get("method_origin") or "",
+                # a distilled student is not its method trained on labels
+                teacher_label(row.get("teacher")),
             ),
             {},
         )
@@ -255,6 +257,24 @@ def keep_newest_tuning(board: Board) -> None:
             row[rate] = Cell(newest)
 
 
+def teacher_label(teacher: str | None) -> str:
+    """A distilled run's teacher as a row label states it: method, params and
+    temperature (and alpha when the hard labels take part); "" without one."""
+    if not teacher:
+        return ""
+    t = json.loads(teacher)
+    params = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in t.get("params", {}).items()
+    )
+    text = (
+        f"{t['method']}"
+        + (f" ({params})" if params else "")
+        + f", T={t['temperature']:g}"
+    )
+    return text + (f", alpha={t['alpha']:g}" if t.get("alpha", 1.0) != 1.0 else "")
+
+
 def noise_detail(row: dict[str, Any]) -> str:
     """The part of a run's noise that its type and rate leave open (see Board)."""
     if row["noise_type"] == "transition":
@@ -268,13 +288,15 @@ def noise_detail(row: dict[str, Any]) -> str:
 
 
 class Line(NamedTuple):
-    """A table row: a method, whether its T was estimated, its params (or TUNED), and its
-    origin ("" for records older than schema 3, which did not say)."""
+    """A table row: a method, whether its T was estimated, its params (or TUNED), its
+    origin ("" for records older than schema 3, which did not say), and its teacher
+    when it was distilled ("" otherwise)."""
 
     method: str
     estimated_t: bool
     params: str
     origin: str = BUILTIN
+    teacher: str = ""
 
     @property
     def label(self) -> str:
@@ -284,6 +306,8 @@ class Line(NamedTuple):
             name += f" [{self.origin}]"
         if self.estimated_t:
             name += " [estimated T]"
+        if self.teacher:
+            name += f" [teacher {self.teacher}]"
         if self.params == TUNED:
             return f"{name} (tuned)"
         params = json.loads(self.params)
@@ -349,8 +373,8 @@ def tables(board: Board, metric: str) -> list[Table]:
     return out
 
 
-def _method(line: Line) -> tuple[str, bool, str]:
-    return line.method, line.estimated_t, line.origin
+def _method(line: Line) -> tuple[str, bool, str, str]:
+    return line.method, line.estimated_t, line.origin, line.teacher
 
 
 def _table(board: Board, kind: str, metric: str, lines: list[Line]) -> Table:
