@@ -78,6 +78,24 @@ def record(**overrides: Any) -> dict[str, Any]:
     return row | overrides
 
 
+def seed_runs(method: str, values, **overrides: Any) -> list[dict[str, Any]]:
+    """One record per value: seed i with noise seed i, all of them asked for, the value
+    as both accuracies."""
+    seeds = list(range(len(values)))
+    return [
+        record(
+            method=method,
+            seed=s,
+            noise_seed=s,
+            run_seeds=seeds,
+            test_acc=v,
+            test_acc_at_best_val=v,
+            **overrides,
+        )
+        for s, v in enumerate(values)
+    ]
+
+
 def spawn(*args: str) -> subprocess.Popen:
     """`noisebench ARGS` in a subprocess, with -X faulthandler so that `finish` can make
     a hung one show its stacks."""

@@ -9,28 +9,13 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from helpers import T0, record
+from helpers import T0, seed_runs
 from scipy import stats as scipy_stats
 
 from noisebench import leaderboard as lb
 from noisebench.leaderboard.stats import BEST, TIED, judge_column, paired_t_test
 
-
-def runs(method, values, **overrides):
-    """One record per value, seed i with noise seed i, all seeds asked for."""
-    seeds = list(range(len(values)))
-    return [
-        record(
-            method=method,
-            seed=s,
-            noise_seed=s,
-            run_seeds=seeds,
-            test_acc=v,
-            test_acc_at_best_val=v,
-            **overrides,
-        )
-        for s, v in enumerate(values)
-    ]
+runs = seed_runs
 
 
 def table_of(rows, kind="default", metric="test_acc", board=0):

@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from helpers import record
+from helpers import seed_runs
 from typer.testing import CliRunner
 
 from noisebench.cli import app
@@ -24,20 +24,7 @@ def invoke(*args: str):
 
 
 def runs(method, values, **overrides):
-    seeds = list(range(len(values)))
-    return [
-        record(
-            method=method,
-            seed=s,
-            noise_seed=s,
-            run_seeds=seeds,
-            test_acc=v,
-            test_acc_at_best_val=v,
-            config_hash=f"{method}-{overrides}",
-            **overrides,
-        )
-        for s, v in enumerate(values)
-    ]
+    return seed_runs(method, values, config_hash=f"{method}-{overrides}", **overrides)
 
 
 @pytest.fixture

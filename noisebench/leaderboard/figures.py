@@ -118,28 +118,39 @@ def focus_rate(board: Board) -> float | None:
     return min(noisy, key=lambda r: (abs(r - FOCUS_RATE), r))
 
 
-def reliability(board: Board, *, title: str):
-    """Per method as run, at the focus rate: the test reliability diagram with every
-    seed's bins added up."""
+def _at_focus(board: Board, field: str) -> tuple[float | None, list[tuple[str, list]]]:
+    """The focus rate, and per method as run whose cell there is complete, its label
+    and its `ok` records that carry `field` (records before schema 5 do not)."""
     rate = focus_rate(board)
-    if rate is None:
-        return None
-    diagrams = []
-    for line in _as_run_lines(board):
+    found = []
+    for line in [] if rate is None else _as_run_lines(board):
         cell = board.cells[line].get(rate)
         if cell is None or cell.state != OK:
             continue
-        records = [r for r in cell.by_status(OK) if r.get("reliability_count")]
-        if not records:
-            continue
-        count, correct, confidence = (
-            tuple(np.sum([r[f"reliability_{f}"] for r in records], axis=0).tolist())
-            for f in ("count", "correct", "confidence")
-        )
-        label = line.label + (" (T known)" if _knows_t(line) else "")
-        diagrams.append(Reliability(label, count, correct, confidence))
-    if not diagrams:
+        records = [r for r in cell.by_status(OK) if r.get(field)]
+        if records:
+            found.append(
+                (line.label + (" (T known)" if _knows_t(line) else ""), records)
+            )
+    return rate, found
+
+
+def reliability(board: Board, *, title: str):
+    """Per method as run, at the focus rate: the test reliability diagram with every
+    seed's bins added up."""
+    rate, found = _at_focus(board, "reliability_count")
+    if not found:
         return None
+    diagrams = [
+        Reliability(
+            label,
+            *(
+                tuple(np.sum([r[f"reliability_{f}"] for r in records], axis=0).tolist())
+                for f in ("count", "correct", "confidence")
+            ),
+        )
+        for label, records in found
+    ]
     return partial(figure_reliability, diagrams, title=f"{title} (noise rate {rate:g})")
 
 
@@ -174,25 +185,19 @@ def memorization(board: Board, *, title: str):
     """Per method as run, at the focus rate: of the corrupted training samples, the
     fraction fit to the noisy label and to the clean label, epoch by epoch (mean over
     seeds)."""
-    rate = focus_rate(board)
-    if rate is None:
+    rate, found = _at_focus(board, "mem_noisy_curve")
+    if not found:
         return None
-    curves = []
-    for line in _as_run_lines(board):
-        cell = board.cells[line].get(rate)
-        if cell is None or cell.state != OK:
-            continue
-        records = [r for r in cell.by_status(OK) if r.get("mem_noisy_curve")]
-        if not records:
-            continue
-        mean = {
-            name: tuple(np.nanmean([r[name] for r in records], axis=0).tolist())
-            for name in ("mem_noisy_curve", "mem_clean_curve")
-        }
-        label = line.label + (" (T known)" if _knows_t(line) else "")
-        curves.append(Curves(label, mean["mem_noisy_curve"], mean["mem_clean_curve"]))
-    if not curves:
-        return None
+    curves = [
+        Curves(
+            label,
+            *(
+                tuple(np.nanmean([r[name] for r in records], axis=0).tolist())
+                for name in ("mem_noisy_curve", "mem_clean_curve")
+            ),
+        )
+        for label, records in found
+    ]
     return partial(figure_memorization, curves, title=f"{title} (noise rate {rate:g})")
 
 
