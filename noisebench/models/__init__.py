@@ -7,6 +7,10 @@ member axis, and member s is initialized from seed s alone on the CPU, so a seed
 the same network on every device and whatever its ensemble mates: members never
 interact. A family file holds the module and a registered builder; importing this
 package imports them all.
+
+Every family is a `StackedModel`: a trunk up to the penultimate activations, then the
+last linear layer (timm's `forward_features` / `forward_head` split), so `forward` and
+`features` run the same code and cannot drift.
 """
 
 from __future__ import annotations
@@ -124,9 +128,49 @@ def kaiming_normal(
     return torch.stack([torch.randn(shape, generator=g) * std for g in generators])
 
 
+class StackedModel(nn.Module):
+    """The contract of every family: S members, K classes, and
+
+    - `trunk(x)`: the penultimate activations, those the last linear layer takes (after
+      the final nonlinearity or the global pooling): (S, B, D), or (B, D) where a shared
+      batch reaches the last layer untouched (an MLP without hidden layers);
+    - `classify(h)`: the last linear layer, (S, B, D) -> logits (S, B, K);
+    - `classifier()`: its weights (S, K, D) and biases (S, K), views of the parameters
+      (gradients flow through them; detach to keep them).
+
+    `forward(x)` is `classify(trunk(x))` and `features(x)` is `trunk(x)` with the
+    member axis always present. A family whose last layer is `self.head`, a
+    `DenseHead`, defines only `trunk`.
+    """
+
+    members: int
+    num_classes: int
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head.classify(h)
+
+    def classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head.classifier()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, *input_shape) per-member batches, or (B, *input_shape) shared by
+        every member -> logits (S, B, K)."""
+        return self.classify(self.trunk(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x as `forward` takes it -> the penultimate activations (S, B, D); for a
+        shared batch no layer has touched, an expanded view of it (read-only)."""
+        h = self.trunk(x)
+        return h if h.dim() == 3 else h.expand(self.members, *h.shape)
+
+
 class DenseHead(nn.Module):
     """The hidden linear layers and the classifier of S members, each layer one batched
-    matmul with ReLU between: (S, B, widths[0]) -> (S, B, widths[-1])."""
+    matmul with ReLU between: (S, B, widths[0]) -> (S, B, widths[-1]). `hidden` runs
+    all but the last layer (each with its ReLU), `classify` the last."""
 
     def __init__(
         self, widths: Sequence[int], generators: Sequence[torch.Generator]
@@ -140,13 +184,20 @@ class DenseHead(nn.Module):
             )
             self.biases.append(nn.Parameter(uniform((1, fan_out), fan_in, generators)))
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = torch.relu(h)
+    def hidden(self, h: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.weights) - 1):
+            h = torch.relu(torch.baddbmm(self.biases[i], h, self.weights[i]))
         return h
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.biases[-1], h, self.weights[-1])
+
+    def classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's weights (S, K, D) and biases (S, K), views."""
+        return self.weights[-1].transpose(1, 2), self.biases[-1][:, 0]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.hidden(h))
 
 
 def dense_params(widths: Sequence[int]) -> int:

@@ -17,6 +17,7 @@ from torch import nn
 
 from noisebench.models import (
     DenseHead,
+    StackedModel,
     dense_params,
     layers,
     per_member,
@@ -28,7 +29,7 @@ from noisebench.models import (
 CHANNELS = (32, 64)
 
 
-class StackedCNN(nn.Module):
+class StackedCNN(StackedModel):
     """S small CNNs; every parameter and buffer has the member axis first."""
 
     def __init__(
@@ -56,8 +57,9 @@ class StackedCNN(nn.Module):
             self.pools.append(pool)
         self.head = DenseHead([flat, *hidden, num_classes], generators)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> (S, B, K)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> the last hidden
+        layer's activations (S, B, D)."""
         s = self.members
         h = side_by_side(x, s, sample_dims=3)
         for i, (conv, gamma, beta) in enumerate(
@@ -75,7 +77,7 @@ class StackedCNN(nn.Module):
             h = F.relu(h)
             if self.pools[i]:
                 h = F.max_pool2d(h, 2)
-        return self.head(per_member(h, s))
+        return self.head.hidden(per_member(h, s))
 
 
 def _blocks(input_shape, channels):

@@ -16,6 +16,7 @@ from torch import nn
 
 from noisebench.models import (
     DenseHead,
+    StackedModel,
     dense_params,
     per_member,
     register_model,
@@ -36,7 +37,7 @@ def _lengths(length: int) -> list[int]:
     return out
 
 
-class StackedCNN1d(nn.Module):
+class StackedCNN1d(StackedModel):
     """S small 1-D CNNs; every parameter has the member axis first."""
 
     def __init__(
@@ -61,8 +62,9 @@ class StackedCNN1d(nn.Module):
             [c * _lengths(length)[-1], *hidden, num_classes], generators
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, C, L) per-member batches, or (B, C, L) shared -> (S, B, K)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, C, L) per-member batches, or (B, C, L) shared -> the last hidden
+        layer's activations (S, B, D)."""
         s = self.members
         h = side_by_side(x, s, sample_dims=2)
         for conv, bias in zip(self.convs, self.conv_biases, strict=True):
@@ -75,7 +77,7 @@ class StackedCNN1d(nn.Module):
                 groups=s,
             )
             h = F.relu(h)
-        return self.head(per_member(h, s))
+        return self.head.hidden(per_member(h, s))
 
 
 def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:

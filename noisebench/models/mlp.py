@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from noisebench.models import dense_params, register_model, uniform
+from noisebench.models import StackedModel, dense_params, register_model, uniform
 
 
-class StackedMLP(nn.Module):
+class StackedMLP(StackedModel):
     """S multilayer perceptrons with ReLU, initialized like `nn.Linear` (one generator each)."""
 
     def __init__(
@@ -47,16 +47,25 @@ class StackedMLP(nn.Module):
     def members(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, D) per-member batches, or (B, D) shared by all members -> (S, B, K)."""
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, D) per-member batches, or (B, D) shared by all members -> the last
+        hidden layer's activations (S, B, H); x itself without hidden layers."""
+        for i in range(len(self.weights) - 1):
+            w, b = self.weights[i], self.biases[i]
             x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
-            if i < last:
-                x = torch.relu_(
-                    x
-                )  # in place: baddbmm's backward does not need its output
-        return x[..., : self.num_classes]
+            x = torch.relu_(x)  # in place: baddbmm's backward does not need its output
+        return x
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        w, b = self.weights[-1], self.biases[-1]
+        h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
+        return h[..., : self.num_classes]
+
+    def classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's weights (S, K, H) and biases (S, K), views without the
+        padding columns."""
+        k = self.num_classes
+        return self.weights[-1][..., :k].transpose(1, 2), self.biases[-1][:, 0, :k]
 
 
 def sizes(input_shape, hidden, num_classes) -> tuple[int, int]:

@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from noisebench.errors import UserError
-from noisebench.models import DenseHead, per_member, register_model, side_by_side
+from noisebench.models import (
+    DenseHead,
+    StackedModel,
+    per_member,
+    register_model,
+    side_by_side,
+)
 from noisebench.models.layers import BatchNorm2d, Conv2d
 
 
@@ -193,7 +199,7 @@ class PreActBlock(nn.Module):
         return out.add_(skip)
 
 
-class StackedResNet(nn.Module):
+class StackedResNet(StackedModel):
     """S ResNets; every parameter and buffer has the member axis first."""
 
     def __init__(
@@ -218,8 +224,9 @@ class StackedResNet(nn.Module):
         self.final_norm = BatchNorm2d(widths[-1], members) if arch.preact else None
         self.head = DenseHead([widths[-1], num_classes], generators)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> (S, B, K)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, C, H, W) per-member batches, or (B, C, H, W) shared -> the pooled
+        features (S, B, C)."""
         # channels_last: measured 15-25% faster a step on this project's CPU than NCHW
         h = side_by_side(x, self.members, sample_dims=3)
         h = self.stem(h.contiguous(memory_format=torch.channels_last))
@@ -229,7 +236,7 @@ class StackedResNet(nn.Module):
         if self.final_norm is not None:
             h = F.relu_(self.final_norm(h))
         # global average pooling: (B, S·C, H, W) -> (S, B, C)
-        return self.head(per_member(h.mean((2, 3)), self.members))
+        return per_member(h.mean((2, 3)), self.members)
 
 
 def sizes_of(
