@@ -39,15 +39,16 @@ class RegistryError(UserError):
 class Registry(Generic[T]):
     """A name -> entry mapping that refuses duplicates and answers "did you mean"."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, pattern: re.Pattern[str] = NAME_RE) -> None:
         self.kind = kind
+        self.pattern = pattern  # method names are leaderboard keys: snake_case
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
 
     def register(self, name: str, entry: T, *, origin: str) -> None:
-        if not NAME_RE.match(name):
+        if not self.pattern.match(name):
             raise RegistryError(
-                f"invalid {self.kind} name '{name}': must match {NAME_RE.pattern}"
+                f"invalid {self.kind} name '{name}': must match {self.pattern.pattern}"
             )
         if name in self._entries:
             raise RegistryError(

@@ -75,6 +75,7 @@ def _register() -> None:
         methods,
         models,
         noise,
+        reproduce,
         store,
         sweep,
         tune,
@@ -89,6 +90,7 @@ def _register() -> None:
     app.add_typer(noise.app, name="noise")
     app.add_typer(leaderboard.app, name="leaderboard")
     app.add_typer(store.app, name="store")
+    app.command("reproduce")(reproduce.reproduce)
 
 
 _register()

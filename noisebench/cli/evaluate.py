@@ -42,33 +42,29 @@ def evaluate(
     the missing work.
     """
     from noisebench.experiment import prepare
-    from noisebench.records import stored_runs
-    from noisebench.store import ensure_writable, write_records
+    from noisebench.runs import evaluate as run_or_reuse
 
     store = seeding.store_path()  # checked; nothing is created before validation
     spec = run.run_spec(
         defaults=True, seeds=seeding.seed_range, noise_seeds=seeding.noise_seeds
     )
     prepared = prepare(spec)  # every input check happens here, before any training
-    recording = not seeding.no_record
-    done = stored_runs(prepared, store) if recording and not rerun else {}
-    todo = [i for i, seed in enumerate(prepared.spec.seeds) if seed not in done]
-    shard, fresh = None, []
-    if todo:
-        if recording:
-            ensure_writable(store)
-        fresh = _train_with_progress(prepared.members(todo), as_json)
-        shard = write_records(fresh, store) if recording else None
-    by_seed = done | {r["seed"]: r for r in fresh}
-    records = [by_seed[seed] for seed in prepared.spec.seeds]
-    reused = len(records) - len(fresh)
+    outcome = run_or_reuse(
+        prepared,
+        store,
+        rerun=rerun,
+        record=not seeding.no_record,
+        train=lambda todo: _train_with_progress(todo, as_json),
+    )
+    records, shard, reused = outcome.records, outcome.shard, outcome.reused
+    fresh = len(records) - reused
     if as_json:
         print(options.dumps(_as_json(prepared, records, shard) | {"reused": reused}))
     else:
         print_summary(prepared.spec, prepared.dataset.name, records)
         console = options.stdout_console()
         if shard is not None:
-            console.print(f"{len(fresh)} records written to {shard}", highlight=False)
+            console.print(f"{fresh} records written to {shard}", highlight=False)
         if reused:
             console.print(
                 f"{reused} of {len(records)} seeds were already in {store} "

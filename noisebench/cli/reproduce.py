@@ -1,0 +1,107 @@
+"""`noisebench reproduce NAME`: a paper's claim as an experiment, with a report and a
+verdict; `noisebench reproduce --list`: the presets and their claims."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from noisebench.cli import options
+
+
+def reproduce(
+    name: Annotated[str | None, typer.Argument(help="A preset (see --list).")] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the presets and their claims.")
+    ] = False,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="A dataset card.")
+    ] = "digits",
+    model: Annotated[
+        str, typer.Option("--model", help="A model (`noisebench models`).")
+    ] = "cnn",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per arm.")] = 5,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", help="Default: from the dataset card.", show_default=False
+        ),
+    ] = None,
+    device: options.Device = "auto",
+    store: options.Store = None,
+    reports: Annotated[
+        Path, typer.Option("--reports", help="Where the report goes.")
+    ] = Path("reports"),
+    as_json: options.Json = False,
+) -> None:
+    """Run a preset's arms through the engine and store, judge the claim, write the report."""
+    from noisebench.errors import UserError
+    from noisebench.reproduce import get_preset, list_presets
+    from noisebench.reproduce import reproduce as run_preset
+    from noisebench.reproduce.core import Setting
+    from noisebench.reproduce.report import write
+    from noisebench.store import default_store
+
+    if list_:
+        rows = [get_preset(n) for n in list_presets()]
+        if as_json:
+            print(
+                options.dumps(
+                    {
+                        "presets": [
+                            {"name": p.name, "claim": p.claim, "paper": p.paper}
+                            for p in rows
+                        ]
+                    }
+                )
+            )
+        else:
+            for p in rows:
+                print(f"{p.name}: {p.claim}")
+        return
+    if name is None:
+        raise UserError("name a preset, or --list them")
+    if not 2 <= seeds <= 100:
+        raise UserError(
+            f"--seeds must lie in [2, 100] (a paired test needs 2), got {seeds}"
+        )
+    setting = Setting(
+        dataset=dataset, model=model, seeds=seeds, epochs=epochs, device=device
+    )
+    store = store or default_store()
+    with options.progress("arms", quiet=as_json) as progress:
+        task = progress.add_task(name, total=None)
+
+        def on_arm(i: int, total: int, arm) -> None:
+            progress.update(
+                task, total=total, completed=i, description=f"{name}: {arm.label}"
+            )
+
+        result = run_preset(name, setting, store, on_arm=on_arm)
+    path = write(result, reports)
+    if as_json:
+        print(
+            options.dumps(
+                {
+                    "preset": name,
+                    "verdict": result.verdict.outcome,
+                    "parts": [
+                        {
+                            "rule": part.rule(),
+                            "outcome": outcome,
+                            "difference": diff,
+                            "p_value": p,
+                            "pairs": n,
+                        }
+                        for part, outcome, diff, p, n in result.verdict.parts
+                    ],
+                    "report": str(path),
+                }
+            )
+        )
+        return
+    print(
+        f"{name} on {dataset}: the claim {result.verdict.outcome} ({seeds} seeds); report: {path}"
+    )

@@ -1,0 +1,54 @@
+"""`noisebench reproduce`: the seed papers' claims as runnable experiments (DESIGN.md
+§1). A preset declares its arms and its verdict rule (`core`); its runs go through the
+normal engine and store (`runs.evaluate`, so a rerun reuses what is recorded); the
+report says what was run, what came out, and whether the claim holds here (`report`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from noisebench.registry import Registry
+from noisebench.reproduce.core import Arm, Preset, Records, Setting, Verdict, judge
+from noisebench.reproduce.presets import PRESETS as _BUILTIN
+
+# preset names read as the claims' authors and topics: muller-calibration
+PRESETS: Registry[Preset] = Registry("preset", pattern=re.compile(r"^[a-z][a-z0-9-]*$"))
+for _preset in _BUILTIN:
+    PRESETS.register(_preset.name, _preset, origin=__name__)
+
+
+def get_preset(name: str) -> Preset:
+    return PRESETS.get(name)
+
+
+def list_presets() -> list[str]:
+    return PRESETS.names()
+
+
+@dataclass(frozen=True)
+class Result:
+    preset: Preset
+    setting: Setting
+    arms: list[Arm]
+    records: Records
+    verdict: Verdict
+
+
+def reproduce(name: str, setting: Setting, store: Path, *, on_arm=None) -> Result:
+    """Run every arm of preset `name` on `setting` (each validated before any trains),
+    reusing the records already in `store`, and judge the claim."""
+    from noisebench.experiment import prepare
+    from noisebench.runs import evaluate
+
+    preset = get_preset(name)
+    arms = preset.arms(setting)
+    prepared = [prepare(arm.spec) for arm in arms]  # every input check, first
+    records: Records = {}
+    for i, (arm, ready) in enumerate(zip(arms, prepared, strict=True)):
+        if on_arm is not None:
+            on_arm(i, len(arms), arm)
+        records[arm.label] = evaluate(ready, store).records
+    return Result(preset, setting, arms, records, judge(records, preset.parts(records)))

@@ -1,0 +1,227 @@
+"""The seed papers' claims, each a preset (issue 12). Each states the claim in the
+paper's words as closely as one line allows, the arms that test it on the user's
+setting, and the parts of its verdict, fixed here before any run."""
+
+from __future__ import annotations
+
+import statistics
+
+from noisebench.experiment import TeacherSpec
+from noisebench.noise import NoiseSpec
+from noisebench.reproduce.core import Arm, Part, Preset, Records, Setting, base_spec
+
+LUKASIK = "Lukasik et al. 2020, Does label smoothing mitigate label noise? (https://arxiv.org/abs/2003.02819)"
+MULLER = "Müller, Kornblith & Hinton 2019, When does label smoothing help? (https://arxiv.org/abs/1906.02629)"
+WEI = "Wei et al. 2022, To smooth or not? When label smoothing meets noisy labels (https://arxiv.org/abs/2106.04149)"
+XIE = "Xie et al. 2016, DisturbLabel: regularizing CNN on the loss layer (https://arxiv.org/abs/1605.00055)"
+
+
+def _best(records: Records, labels: list[str], metric: str) -> str:
+    """The arm with the highest mean `metric` among `labels` (finished runs only)."""
+
+    def mean(label: str) -> float:
+        values = [r[metric] for r in records[label] if r["status"] == "ok"]
+        return statistics.fmean(values) if values else float("-inf")
+
+    return max(labels, key=mean)
+
+
+# ----------------------------------------------------------------- lukasik-correction
+CORRECTIONS = ("forward [estimated T]", "backward [estimated T]")
+
+
+def _lukasik_correction_arms(setting: Setting) -> list[Arm]:
+    noise = NoiseSpec(kind="uniform", rate=0.2)
+    name = "lukasik-correction"
+    arms = [
+        Arm("ce", base_spec(setting, name, noise=noise)),
+        Arm(
+            "ls",
+            base_spec(
+                setting, name, noise=noise, method="ls", params={"smoothing": 0.1}
+            ),
+        ),
+    ]
+    for method in ("forward", "backward"):
+        for source in ("estimated", "oracle"):
+            label = f"{method} [{source} T]"
+            arms.append(
+                Arm(
+                    label,
+                    base_spec(
+                        setting, name, noise=noise, method=method, transition=source
+                    ),
+                )
+            )
+    return arms
+
+
+def _lukasik_correction_parts(records: Records) -> list[Part]:
+    # competitive: within 1 point of the best loss correction a practitioner can run
+    # (T estimated), in clean test accuracy at the noisy-validation epoch
+    best = _best(records, list(CORRECTIONS), "test_acc_at_best_val")
+    return [Part("ls", best, "test_acc_at_best_val", margin=0.01, label="uniform 0.2")]
+
+
+# ----------------------------------------------------------------- wei-negative
+SMOOTH_RATES = (-1.0, -0.6, -0.2, 0.0, 0.2, 0.4, 0.8)
+WEI_NOISE = (0.2, 0.4, 0.6)
+
+
+def _wei_arms(setting: Setting) -> list[Arm]:
+    arms = []
+    for rate in WEI_NOISE:
+        for r in SMOOTH_RATES:
+            spec = base_spec(
+                setting,
+                "wei-negative",
+                noise=NoiseSpec(kind="symmetric", rate=rate),
+                method="gls",
+                params={"smooth_rate": r},
+            )
+            arms.append(
+                Arm(f"gls r={r:g}, noise {rate:g}", spec, x=r, line=f"noise {rate:g}")
+            )
+    return arms
+
+
+def _wei_parts(records: Records) -> list[Part]:
+    """At the highest noise the best negative rate beats the best positive one; at the
+    lowest noise the best positive rate beats the best negative one."""
+    parts = []
+    for rate, winner in ((max(WEI_NOISE), "negative"), (min(WEI_NOISE), "positive")):
+        negative = [f"gls r={r:g}, noise {rate:g}" for r in SMOOTH_RATES if r < 0]
+        positive = [f"gls r={r:g}, noise {rate:g}" for r in SMOOTH_RATES if r > 0]
+        best_neg = _best(records, negative, "test_acc_at_best_val")
+        best_pos = _best(records, positive, "test_acc_at_best_val")
+        a, b = (best_neg, best_pos) if winner == "negative" else (best_pos, best_neg)
+        parts.append(Part(a, b, "test_acc_at_best_val", label=f"noise {rate:g}"))
+    return parts
+
+
+# ----------------------------------------------------------------- disturblabel-vs-ls
+DISTURB_RATES = (0.1, 0.3)
+
+
+def _disturb_arms(setting: Setting) -> list[Arm]:
+    arms = []
+    for a in DISTURB_RATES:
+        for method, key in (("flip", "rate"), ("ls", "smoothing")):
+            spec = base_spec(
+                setting, "disturblabel-vs-ls", method=method, params={key: a}
+            )
+            arms.append(Arm(f"{method} {a:g}", spec, x=a, line=method))
+    return arms
+
+
+def _disturb_parts(records: Records) -> list[Part]:
+    # the same expected target: the same accuracy within 1 point, at every rate
+    return [
+        Part(
+            f"flip {a:g}",
+            f"ls {a:g}",
+            "test_acc_at_best_val",
+            margin=0.01,
+            label=f"α = {a:g}",
+        )
+        for a in DISTURB_RATES
+    ]
+
+
+# ----------------------------------------------------------------- distillation
+TEMPERATURES = (1.0, 2.0, 4.0)
+
+
+def _distill_arms(setting: Setting, name: str, noise: NoiseSpec) -> list[Arm]:
+    arms = []
+    for teacher, params in (("ce", {}), ("ls", {"smoothing": 0.1})):
+        for t in TEMPERATURES:
+            spec = base_spec(
+                setting,
+                name,
+                noise=noise,
+                teacher=TeacherSpec(method=teacher, params=params, temperature=t),
+            )
+            arms.append(
+                Arm(
+                    f"student of {teacher}, T={t:g}",
+                    spec,
+                    x=t,
+                    line=f"{teacher} teacher",
+                )
+            )
+    return arms
+
+
+def _distill_parts(better: str, worse: str):
+    def parts(records: Records) -> list[Part]:
+        """Each teacher at its best temperature (chosen on the students' noisy
+        validation accuracy, never the test set)."""
+        best = {
+            teacher: _best(
+                records,
+                [f"student of {teacher}, T={t:g}" for t in TEMPERATURES],
+                "best_val_acc",
+            )
+            for teacher in ("ce", "ls")
+        }
+        return [
+            Part(best[better], best[worse], "test_acc_at_best_val", label="best T each")
+        ]
+
+    return parts
+
+
+PRESETS = [
+    Preset(
+        name="lukasik-correction",
+        paper=LUKASIK,
+        claim="Label smoothing is competitive with loss correction under label noise "
+        "(20% noise redrawn from all classes).",
+        arms=_lukasik_correction_arms,
+        parts=_lukasik_correction_parts,
+        paper_figures="CIFAR-10, ResNet-32, 20% uniform noise: see docs/paper_figures.md "
+        "(secondhand, unverified).",
+    ),
+    Preset(
+        name="wei-negative",
+        paper=WEI,
+        claim="Negative label smoothing beats positive smoothing at high noise rates, "
+        "and positive smoothing wins at low rates.",
+        arms=_wei_arms,
+        parts=_wei_parts,
+        figure=("smooth rate r", "test_acc_at_best_val"),
+    ),
+    Preset(
+        name="disturblabel-vs-ls",
+        paper=f"{XIE}; {MULLER}",
+        claim="Label flipping with rate α (DisturbLabel) has the expected target of "
+        "label smoothing with rate α, so it reaches the same accuracy.",
+        arms=_disturb_arms,
+        parts=_disturb_parts,
+        metrics=("test_acc", "test_acc_at_best_val", "ece"),
+        figure=("α", "test_acc_at_best_val"),
+    ),
+    Preset(
+        name="muller-distillation",
+        paper=MULLER,
+        claim="On clean labels, a teacher trained with label smoothing distills worse "
+        "into a student than a teacher trained with hard targets.",
+        arms=lambda s: _distill_arms(
+            s, "muller-distillation", NoiseSpec("symmetric", 0.0)
+        ),
+        parts=_distill_parts("ce", "ls"),
+        figure=("temperature", "test_acc_at_best_val"),
+    ),
+    Preset(
+        name="lukasik-distillation",
+        paper=LUKASIK,
+        claim="Under label noise, a teacher trained with label smoothing helps "
+        "distillation: its students beat those of a cross-entropy teacher.",
+        arms=lambda s: _distill_arms(
+            s, "lukasik-distillation", NoiseSpec("uniform", 0.2)
+        ),
+        parts=_distill_parts("ls", "ce"),
+        figure=("temperature", "test_acc_at_best_val"),
+    ),
+]

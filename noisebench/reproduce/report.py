@@ -1,0 +1,152 @@
+"""A preset's report: `reports/NAME-DATASET.md` and its figure, written atomically.
+Deterministic given the records, so a rerun that trains nothing rewrites nothing."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+
+from noisebench.leaderboard.markdown import describe_setup, md_escape
+from noisebench.reproduce import Result
+from noisebench.reproduce.core import ALPHA
+
+METRIC_NAMES = {
+    "test_acc": "clean test accuracy, last epoch (%)",
+    "test_acc_at_best_val": "clean test accuracy, noisy-validation epoch (%)",
+    "ece": "ECE, last epoch (%)",
+    "best_val_acc": "best noisy-validation accuracy (%)",
+}
+
+
+def report_name(result: Result) -> str:
+    return f"{result.preset.name}-{result.setting.dataset}"
+
+
+def _stat(records, metric: str) -> str:
+    values = [
+        r[metric] for r in records if r["status"] == "ok" and r[metric] is not None
+    ]
+    if not values:
+        return "—"
+    mean = 100 * statistics.fmean(values)
+    spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    bad = len(records) - len(values)
+    return f"{mean:.1f}{spread} ({len(values)}" + (f", {bad} not ok)" if bad else ")")
+
+
+def render(result: Result, figure: str | None) -> str:
+    preset, setting, verdict = result.preset, result.setting, result.verdict
+    first = result.arms[0].spec
+    out = [
+        f"# {preset.name} on {md_escape(setting.dataset)}",
+        "",
+        f"**Claim.** {preset.claim}",
+        "",
+        f"**Paper.** {preset.paper}",
+        "",
+        f"**Verdict here: {verdict.outcome}**, with {setting.seeds} seeds.",
+        "",
+        (
+            "**Rule** (fixed in `noisebench/reproduce/presets.py` before any run): paired"
+            f" t-tests over the runs that share a noise seed, α = {ALPHA:g}. The claim holds"
+            " when every part below holds, does not hold when any part does not, and is"
+            " inconclusive otherwise. A directional part holds when the first arm is"
+            " significantly better and fails when the second is; an equivalence part"
+            " (±margin) holds when both one-sided tests reject a larger difference (TOST)."
+        ),
+        "",
+        "| part | rule | mean difference (points) | p | pairs | outcome |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for part, outcome, diff, p, pairs in verdict.parts:
+        diff_text = "—" if math.isnan(diff) else f"{100 * diff:+.2f}"
+        p_text = "—" if math.isnan(p) else f"{p:.3g}"
+        rule = md_escape(part.rule())
+        out.append(
+            f"| {md_escape(part.label or '—')} | {rule} | {diff_text} | {p_text} | {pairs} | {outcome} |"
+        )
+    metrics = list(dict.fromkeys([*preset.metrics, "best_val_acc"]))
+    out += [
+        "",
+        (
+            f"Setup: {md_escape(describe_setup(_identity(first)))}; dataset"
+            f" {md_escape(setting.dataset)}. Cells: mean ± std over seeds (finished seeds)."
+        ),
+        "",
+        "| arm | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for arm in result.arms:
+        records = result.records[arm.label]
+        cells = " | ".join(_stat(records, m) for m in metrics)
+        out.append(f"| {md_escape(arm.label)} | {cells} |")
+    if preset.paper_figures:
+        out += ["", f"**The paper's figures.** {preset.paper_figures}"]
+    if figure:
+        out += ["", f"![{preset.name}]({figure})"]
+    return "\n".join(out) + "\n"
+
+
+def _identity(spec) -> str:
+    from noisebench.records import canonical_json
+
+    return canonical_json(spec.train.identity())
+
+
+def figure_of(result: Result):
+    """The report's line plot (metric against the preset's x, one line per group), or
+    None when the preset has none."""
+    from noisebench.leaderboard.plots import Series, figure_small_multiples
+
+    if result.preset.figure is None:
+        return None
+    xlabel, metric = result.preset.figure
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for arm in result.arms:
+        values = [
+            100 * r[metric]
+            for r in result.records[arm.label]
+            if r["status"] == "ok" and r[metric] is not None
+        ]
+        if arm.x is None or not values:
+            continue
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        lines.setdefault(arm.line or arm.label, []).append(
+            (arm.x, statistics.fmean(values), std)
+        )
+    series = [
+        Series(name, result.preset.name, *zip(*sorted(points), strict=True))
+        for name, points in lines.items()
+    ]
+    if not series:
+        return None
+    return figure_small_multiples(
+        series,
+        title=f"{result.preset.name} on {result.setting.dataset}",
+        ylabel=METRIC_NAMES.get(metric, metric),
+        xlabel=xlabel,
+        max_lines=max(6, len(series)),
+    )
+
+
+def write(result: Result, folder: Path) -> Path:
+    """Write the report (and its figure) under `folder`; return the markdown's path."""
+    from noisebench.leaderboard.plots import save
+    from noisebench.store import temporary_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = report_name(result)
+    fig = figure_of(result)
+    if fig is not None:
+        save(fig, folder / f"{name}.png")
+    path = folder / f"{name}.md"
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(render(result, f"{name}.png" if fig is not None else None))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
