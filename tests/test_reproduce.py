@@ -1,0 +1,222 @@
+"""`noisebench reproduce`: the verdict rules on synthetic records (checked against
+scipy's tests), the presets' arms, and one small preset end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from typer.testing import CliRunner
+
+from noisebench.cli import app
+from noisebench.experiment import prepare
+from noisebench.reproduce import get_preset, list_presets
+from noisebench.reproduce.core import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    Part,
+    Setting,
+    _one_sided,
+    judge,
+    judge_part,
+)
+from noisebench.store import read_records
+
+
+def arm(values, metric="test_acc_at_best_val", **extra):
+    return [
+        {"noise_seed": s, "status": "ok", metric: v, **extra}
+        for s, v in enumerate(values)
+    ]
+
+
+BASE = [0.70, 0.80, 0.75, 0.85, 0.72]
+
+
+def shifted(by, jitter=0.0):
+    rng = np.random.default_rng(1)
+    return [v + by + jitter * rng.standard_normal() for v in BASE]
+
+
+# --------------------------------------------------------------------- directional
+def test_a_directional_part_holds_fails_or_is_inconclusive():
+    part = Part("a", "b", "test_acc_at_best_val")
+    assert (
+        judge_part({"a": arm(shifted(0.02, 0.001)), "b": arm(BASE)}, part)[0] == HOLDS
+    )
+    assert (
+        judge_part({"a": arm(shifted(-0.02, 0.001)), "b": arm(BASE)}, part)[0]
+        == DOES_NOT_HOLD
+    )
+    noisy = {"a": arm(shifted(0.0, 0.05)), "b": arm(BASE)}
+    outcome, _diff, p, pairs = judge_part(noisy, part)
+    assert outcome == INCONCLUSIVE and pairs == 5
+    assert p == pytest.approx(scipy_stats.ttest_rel(shifted(0.0, 0.05), BASE).pvalue)
+    lower = Part("a", "b", "ece", higher_is_better=False)
+    records = {"a": arm(shifted(-0.02, 0.001), "ece"), "b": arm(BASE, "ece")}
+    assert judge_part(records, lower)[0] == HOLDS
+
+
+def test_only_shared_noise_seeds_pair_and_one_pair_is_inconclusive():
+    a = arm([0.9, 0.9])
+    b = [dict(r, noise_seed=r["noise_seed"] + 1) for r in arm([0.1, 0.1])]
+    outcome, _diff, p, pairs = judge_part(
+        {"a": a, "b": b}, Part("a", "b", "test_acc_at_best_val")
+    )
+    assert (outcome, pairs) == (INCONCLUSIVE, 1) and math.isnan(p)
+    failed = arm(BASE)
+    failed[0] = dict(failed[0], status="diverged", test_acc_at_best_val=None)
+    _, _, _, pairs = judge_part(
+        {"a": failed, "b": arm(BASE)}, Part("a", "b", "test_acc_at_best_val")
+    )
+    assert pairs == 4
+
+
+# --------------------------------------------------------------------- equivalence (TOST)
+def test_one_sided_p_equals_scipy():
+    a, b = shifted(0.01, 0.01), BASE
+    for alternative, (x, y) in (("greater", (a, b)), ("less", (b, a))):
+        want = scipy_stats.ttest_rel(a, b, alternative=alternative).pvalue
+        assert _one_sided(x, y) == pytest.approx(want, rel=1e-9)
+
+
+def test_an_equivalence_part_holds_fails_or_is_inconclusive():
+    part = Part("a", "b", "test_acc_at_best_val", margin=0.01)
+    close = {"a": arm(shifted(0.001, 0.0005)), "b": arm(BASE)}
+    assert judge_part(close, part)[0] == HOLDS
+    far = {"a": arm(shifted(0.05, 0.001)), "b": arm(BASE)}
+    assert judge_part(far, part)[0] == DOES_NOT_HOLD
+    vague = {"a": arm(shifted(0.0, 0.03)), "b": arm(BASE)}
+    assert judge_part(vague, part)[0] == INCONCLUSIVE
+
+
+def test_a_claim_of_parts_needs_every_part():
+    good, bad = (
+        Part("a", "b", "test_acc_at_best_val"),
+        Part("b", "a", "test_acc_at_best_val"),
+    )
+    noisy = Part("a", "c", "test_acc_at_best_val")
+    records = {
+        "a": arm(shifted(0.02, 0.001)),
+        "b": arm(BASE),
+        "c": arm(shifted(0.0, 0.05)),
+    }
+    assert judge(records, [good]).outcome == HOLDS
+    assert judge(records, [good, bad]).outcome == DOES_NOT_HOLD
+    assert judge(records, [good, noisy]).outcome == INCONCLUSIVE
+
+
+# --------------------------------------------------------------------- presets
+SMALL = Setting(dataset="digits", model="mlp", seeds=2, epochs=2, device="cpu")
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_presets_arms_are_valid_runs_of_the_users_setting(name):
+    arms = get_preset(name).arms(SMALL)
+    assert len({a.label for a in arms}) == len(arms)  # labels name the arms
+    for a in arms:
+        assert a.spec.seeds == (0, 1) and a.spec.train.epochs == 2
+        assert a.spec.study == f"reproduce/{name}"
+        prepare(a.spec)  # every arm passes the checks a run gets
+
+
+def test_the_presets_test_what_their_claims_say():
+    wei = get_preset("wei-negative").arms(SMALL)
+    assert len(wei) == 21 and {a.spec.method for a in wei} == {"gls"}
+    assert {a.spec.noise.rate for a in wei} == {0.2, 0.4, 0.6}
+    lukasik = get_preset("lukasik-correction").arms(SMALL)
+    assert {a.spec.noise.kind for a in lukasik} == {"uniform"}
+    assert {(a.spec.method, a.spec.transition) for a in lukasik} >= {
+        ("forward", "estimated"),
+        ("backward", "oracle"),
+    }
+    students = get_preset("muller-distillation").arms(SMALL)
+    assert {a.spec.teacher.method for a in students} == {"ce", "ls"}
+    assert {a.spec.noise.rate for a in students} == {0.0}
+
+
+def test_distillation_picks_each_teachers_temperature_on_validation_not_test():
+    """The best T per teacher is chosen by the students' noisy-validation accuracy."""
+    preset = get_preset("lukasik-distillation")
+    records = {}
+    for teacher in ("ce", "ls"):
+        for t in (1, 2, 4):
+            label = f"student of {teacher}, T={t}"
+            val = 0.9 if t == 4 else 0.5  # T = 4 wins on validation
+            test = 0.1 if t == 4 else 0.99  # and loses on the test set
+            records[label] = [
+                {
+                    "noise_seed": s,
+                    "status": "ok",
+                    "best_val_acc": val,
+                    "test_acc_at_best_val": test + 0.01 * s,
+                }
+                for s in range(3)
+            ]
+    (part,) = preset.parts(records)
+    assert (part.a, part.b) == ("student of ls, T=4", "student of ce, T=4")
+
+
+# --------------------------------------------------------------------- end to end
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(tmp_path):
+    store, reports = tmp_path / "store", tmp_path / "reports"
+    args = [
+        "reproduce",
+        "disturblabel-vs-ls",
+        "--model",
+        "mlp",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--store",
+        str(store),
+        "--reports",
+        str(reports),
+    ]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    report = reports / "disturblabel-vs-ls-digits.md"
+    text = report.read_text()
+    assert "**Verdict here:" in text and "α = 0.05" in text
+    assert (reports / "disturblabel-vs-ls-digits.png").read_bytes()[:4] == b"\x89PNG"
+    rows = read_records(store).to_pylist()
+    assert len(rows) == 8 and {r["study"] for r in rows} == {
+        "reproduce/disturblabel-vs-ls"
+    }
+    shards = sorted((store / "runs").iterdir())
+    assert invoke(*args).exit_code == 0
+    assert sorted((store / "runs").iterdir()) == shards  # nothing trained again
+    assert report.read_text() == text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["reproduce", "wei-negatve"], "did you mean 'wei-negative'"),
+        (["reproduce", "wei-negative", "--seeds", "1"], "--seeds must lie in [2, 100]"),
+        (["reproduce", "wei-negative", "--dataset", "nope"], "nope"),
+        (["reproduce"], "name a preset"),
+    ],
+)
+def test_bad_requests_are_one_line_and_leave_nothing(tmp_path, args, message):
+    result = invoke(
+        *args, "--store", str(tmp_path / "s"), "--reports", str(tmp_path / "r")
+    )
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
+def test_list_names_every_preset_with_its_claim():
+    result = invoke("reproduce", "--list")
+    assert result.exit_code == 0
+    for name in list_presets():
+        assert f"{name}: {get_preset(name).claim}" in result.stdout
