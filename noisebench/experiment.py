@@ -440,7 +440,11 @@ def run(
                     logits, y_noisy, y_clean[train]
                 ),
             }
-            record |= _test_metrics(result, s, y_test) if score_test else {}
+            if score_test:
+                record |= _test_metrics(result, s, y_test)
+                record |= _scaled(
+                    result, s, torch.as_tensor(noisy), prepared.val_idx[s], y_test
+                )
         rows.append(record)
     return rows
 
@@ -595,6 +599,21 @@ def _test_metrics(result, s: int, y_test) -> dict[str, float]:
         "ece": metrics.ece_of_bins(count, correct, confidence),
         "nll": metrics.nll(logits, y_test),
         "brier": metrics.brier(logits, y_test),
+    }
+
+
+def _scaled(result, s: int, noisy, val_idx, y_test) -> dict[str, float]:
+    """Temperature scaling fitted on the member's noisy validation split (the final
+    model's logits there), and the test ECE it gives."""
+    import torch
+
+    from noisebench import metrics
+
+    val = torch.as_tensor(val_idx)
+    t = metrics.fit_temperature(result.pool_logits[s][val], noisy[val])
+    return {
+        "temperature": t,
+        "ece_scaled": metrics.ece(result.test_logits[s] / t, y_test),
     }
 
 

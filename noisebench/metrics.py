@@ -67,6 +67,23 @@ def memorization_curve(
     return fit_noisy / n, fit_clean / n  # 0 / 0 = NaN
 
 
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 that minimizes the NLL of
+    softmax(logits / T). The NLL is convex in 1/T, so a bounded scalar search over
+    1/T in [0.01, 100] finds it (to 1e-6 relative)."""
+    from scipy.optimize import minimize_scalar
+
+    z = logits.double()
+
+    def nll_at(inverse: float) -> float:
+        return F.cross_entropy(z * inverse, labels).item()
+
+    found = minimize_scalar(
+        nll_at, bounds=(0.01, 100.0), method="bounded", options={"xatol": 1e-7}
+    )
+    return 1.0 / float(found.x)
+
+
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve by the Mann-Whitney statistic, ties counted half; NaN when
     either class is empty."""

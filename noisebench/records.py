@@ -31,6 +31,8 @@ METRICS = (
     "mem_noisy",
     "mem_clean",
     "flip_auroc",
+    "temperature",
+    "ece_scaled",
 )
 # the test set's reliability diagram: per confidence bin, samples, hits, confidence sum
 RELIABILITY = ("reliability_count", "reliability_correct", "reliability_confidence")

@@ -31,8 +31,8 @@ from noisebench.errors import UserError
 
 # 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape;
 # 5: confusion, reliability_*, mem_*_curve (what the leaderboard's plots draw);
-# 6: teacher (distillation's provenance)
-SCHEMA_VERSION = 6
+# 6: teacher (distillation's provenance); 7: temperature, ece_scaled
+SCHEMA_VERSION = 7
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -89,6 +89,10 @@ SCHEMA = pa.schema(
         ("val_acc", _f64),  # noisy validation accuracy at the last epoch
         ("best_val_acc", _f64),
         ("ece", _f64),
+        # temperature scaling: T fitted on the noisy validation split (NLL), and the
+        # test ECE of softmax(logits / T); the calibration a practitioner gets for free
+        ("temperature", _f64),
+        ("ece_scaled", _f64),
         ("nll", _f64),
         ("brier", _f64),
         ("mem_noisy", _f64),
@@ -135,6 +139,8 @@ ADDED_IN = {
     "reliability_correct": 5,
     "reliability_confidence": 5,
     "teacher": 6,
+    "temperature": 7,
+    "ece_scaled": 7,
 }
 ADDED_COLUMNS = tuple(ADDED_IN)
 _VERSION_KEY = b"noisebench_schema_version"

@@ -76,6 +76,8 @@ def test_evaluate_json_writes_one_record_per_seed(tmp_path):
     assert sum(bins[0]) == len(ds.y_test) and all(len(b) == 15 for b in bins)
     assert sum(bins[1]) / len(ds.y_test) == pytest.approx(row["test_acc"])
     assert row["ece"] == pytest.approx(ece_of_bins(*bins), abs=1e-12)
+    # temperature scaling, fitted on the noisy validation split
+    assert row["temperature"] > 0 and 0 <= row["ece_scaled"] <= 1
     # one memorization value per epoch, each a fraction
     epochs = len(curve)
     for name in ("mem_noisy_curve", "mem_clean_curve"):

@@ -220,3 +220,13 @@ def test_list_names_every_preset_with_its_claim():
     assert result.exit_code == 0
     for name in list_presets():
         assert f"{name}: {get_preset(name).claim}" in result.stdout
+
+
+def test_tuned_arms_get_one_equal_budget_and_their_seeds():
+    from noisebench.reproduce import tune_spec
+
+    arms = [a for a in get_preset("clean-labels").arms(SMALL) if a.trials]
+    assert {a.spec.method for a in arms} == {"ls", "flip"}
+    specs = [tune_spec(a, None) for a in arms]
+    assert {(s.trials, s.tune_seeds, s.final_seeds) for s in specs} == {(20, 2, 2)}
+    assert all(s.base.params == {} for s in specs)  # every param is searched

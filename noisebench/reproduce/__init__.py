@@ -42,13 +42,36 @@ def reproduce(name: str, setting: Setting, store: Path, *, on_arm=None) -> Resul
     reusing the records already in `store`, and judge the claim."""
     from noisebench.experiment import prepare
     from noisebench.runs import evaluate
+    from noisebench.tune import tune, tuning_run
 
     preset = get_preset(name)
     arms = preset.arms(setting)
-    prepared = [prepare(arm.spec) for arm in arms]  # every input check, first
+    # every input check, first: nothing trains for a request that fails later
+    prepared = [
+        tuning_run(tune_spec(arm, store)) if arm.trials else prepare(arm.spec)
+        for arm in arms
+    ]
     records: Records = {}
     for i, (arm, ready) in enumerate(zip(arms, prepared, strict=True)):
         if on_arm is not None:
             on_arm(i, len(arms), arm)
-        records[arm.label] = evaluate(ready, store).records
+        if arm.trials:
+            records[arm.label] = tune(tune_spec(arm, store), store=store).final
+        else:
+            records[arm.label] = evaluate(ready, store).records
     return Result(preset, setting, arms, records, judge(records, preset.parts(records)))
+
+
+def tune_spec(arm: Arm, store: Path):
+    """The tuning request of a tuned arm: its method's params free, the same budget
+    for every tuned arm of a preset, the final runs on the arm's seeds."""
+    from dataclasses import replace
+
+    from noisebench.tune import TuneSpec
+
+    return TuneSpec(
+        base=replace(arm.spec, params={}),
+        trials=arm.trials,
+        tune_seeds=2,
+        final_seeds=len(arm.spec.seeds),
+    )

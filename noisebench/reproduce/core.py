@@ -46,6 +46,9 @@ class Arm:
     # where the arm sits on the report's figure: x value and line, if it has one
     x: float | None = None
     line: str | None = None
+    # tuned arms: the method's search space is searched with this many trials (2
+    # tuning seeds each) on noisy validation, then its best params run on the seeds
+    trials: int | None = None
 
 
 Records = dict[str, list[dict[str, Any]]]  # arm label -> its records, one per seed

@@ -17,7 +17,10 @@ METRIC_NAMES = {
     "test_acc_at_best_val": "clean test accuracy, noisy-validation epoch (%)",
     "ece": "ECE, last epoch (%)",
     "best_val_acc": "best noisy-validation accuracy (%)",
+    "ece_scaled": "ECE after temperature scaling (%)",
+    "temperature": "fitted temperature",
 }
+NOT_PERCENT = {"temperature"}
 
 
 def report_name(result: Result) -> str:
@@ -30,10 +33,15 @@ def _stat(records, metric: str) -> str:
     ]
     if not values:
         return "—"
-    mean = 100 * statistics.fmean(values)
-    spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    scale, digits = (1, 2) if metric in NOT_PERCENT else (100, 1)
+    mean = scale * statistics.fmean(values)
+    spread = (
+        f" ± {scale * statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    )
     bad = len(records) - len(values)
-    return f"{mean:.1f}{spread} ({len(values)}" + (f", {bad} not ok)" if bad else ")")
+    return f"{mean:.{digits}f}{spread} ({len(values)}" + (
+        f", {bad} not ok)" if bad else ")"
+    )
 
 
 def render(result: Result, figure: str | None) -> str:
