@@ -118,6 +118,11 @@ class FitResult:
     # forward passes predicted as the noisy (resp. clean) label; NaN without y_clean
     mem_noisy: torch.Tensor
     mem_clean: torch.Tensor
+    # the final model's penultimate activations on the pool (S, N, D), and its last
+    # layer (S, K, D) and (S, K); empty unless asked for (`features=True`)
+    pool_features: torch.Tensor
+    classifier_weight: torch.Tensor
+    classifier_bias: torch.Tensor
     seconds: float
 
 
@@ -322,13 +327,15 @@ def fit(
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     max_members: int | None = None,
     best_pool: bool = False,
+    features: bool = False,
 ) -> FitResult:
     """Train one stacked model (a member per seed) with `method`'s loss; score every epoch.
 
     Seeds are trained in chunks of at most `max_members` (default: as many as fit in
     memory). `on_epoch(epoch, val_acc)` is called after each epoch of each chunk with the
     chunk's noisy-validation accuracies, a device tensor (reading it syncs).
-    `best_pool` also scores the best-validation model on the whole training pool.
+    `best_pool` also scores the best-validation model on the whole training pool;
+    `features` keeps the final model's penultimate activations on it and its last layer.
     """
     started = time.perf_counter()
     _reuse_freed_memory()
@@ -348,6 +355,7 @@ def fit(
             config,
             on_epoch,
             best_pool=best_pool,
+            features=features,
         )
         for lo in range(0, members, limit)
     ]
@@ -400,11 +408,21 @@ _STACKED = (
     "test_logits",
     "mem_noisy",
     "mem_clean",
+    "pool_features",
+    "classifier_weight",
+    "classifier_bias",
 )
 
 
 def _fit_members(
-    task: Task, method, params, config: TrainConfig, on_epoch, *, best_pool: bool
+    task: Task,
+    method,
+    params,
+    config: TrainConfig,
+    on_epoch,
+    *,
+    best_pool: bool,
+    features: bool = False,
 ) -> FitResult:
     device = task.x.device
     members, n_train = task.train_idx.shape
@@ -517,6 +535,13 @@ def _fit_members(
             break
 
     with torch.no_grad():
+        pool_features = torch.empty(members, 0, 0)
+        weight, bias = torch.empty(members, 0, 0), torch.empty(members, 0)
+        if features:
+            with autocast:
+                pool_features = predict(model.features, task.x, shared=True, **size)
+            pool_features = pool_features.float()
+            weight, bias = (p.detach().float().clone() for p in model.classifier())
         with autocast:
             pool_logits = predict(model, task.x, shared=True, **size).float()
             test_logits = torch.empty(members, 0, task.num_classes)
@@ -543,6 +568,9 @@ def _fit_members(
         test_logits=test_logits.cpu(),
         mem_noisy=mem_hist[0].cpu(),
         mem_clean=mem_hist[1].cpu(),
+        pool_features=pool_features.cpu(),
+        classifier_weight=weight.cpu(),
+        classifier_bias=bias.cpu(),
         seconds=0.0,
     )
 
@@ -554,7 +582,7 @@ EVAL_ACTIVATIONS = 1 << 28
 
 
 def predict(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     *,
     members: int,

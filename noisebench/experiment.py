@@ -326,7 +326,10 @@ TUNING_PHASES = ("tune",)
 
 
 def run(
-    prepared: Prepared, *, on_epoch: Callable[[int, Any], None] | None = None
+    prepared: Prepared,
+    *,
+    on_epoch: Callable[[int, Any], None] | None = None,
+    probe: Callable[[Prepared, Any], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every seed of the configuration together and return one record per seed.
 
@@ -378,7 +381,10 @@ def run(
         params=spec.params,
         config=spec.train,
         on_epoch=on_epoch,
+        features=probe is not None,
     )
+    if probe is not None:  # sees the final models' features and last layers
+        probe(prepared, result)
     finished = datetime.now(timezone.utc)
 
     seconds = estimator_seconds + teacher_seconds + result.seconds

@@ -440,3 +440,21 @@ def test_the_soft_term_is_t_squared_times_torch_kl_div(temperature):
             reduction="batchmean",
         )
         assert float(got[s]) == pytest.approx(float(want) * temperature**2, rel=1e-5)
+
+
+def test_the_final_models_features_and_last_layer_give_its_logits():
+    ls = get_method("ls")
+    task = blobs_task(num_classes=3, noise=0.3, method=ls, seeds=(1, 2), n=400)
+    plain = fit(task, method=ls, params={"smoothing": 0.1}, config=CONFIG)
+    asked = fit(
+        task, method=ls, params={"smoothing": 0.1}, config=CONFIG, features=True
+    )
+    assert plain.pool_features.numel() == 0
+    n = task.x.shape[0]
+    assert asked.pool_features.shape == (2, n, CONFIG.hidden[-1])
+    logits = asked.pool_features @ asked.classifier_weight.transpose(1, 2)
+    logits = logits + asked.classifier_bias.unsqueeze(1)
+    torch.testing.assert_close(logits, asked.pool_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        asked.pool_logits, plain.pool_logits
+    )  # nothing else moves

@@ -230,3 +230,36 @@ def test_tuned_arms_get_one_equal_budget_and_their_seeds():
     specs = [tune_spec(a, None) for a in arms]
     assert {(s.trials, s.tune_seeds, s.final_seeds) for s in specs} == {(20, 2, 2)}
     assert all(s.base.params == {} for s in specs)  # every param is searched
+
+
+def test_the_projection_probe_measures_each_seeds_trained_model(tmp_path):
+    """The probe sees the final models: its points are the training examples of the
+    three classes, projected with the seed's own templates, and the spread ratio is
+    computed from them; records stay what any run stores."""
+    from noisebench.projection import spread_ratio
+    from noisebench.reproduce import reproduce
+
+    setting = Setting(dataset="digits", model="mlp", seeds=2, epochs=2, device="cpu")
+    result = reproduce("muller-projection", setting, tmp_path)
+    for label in ("ce", "ls"):
+        for s, row in enumerate(result.records[label]):
+            points, labels = row["points_train"], row["labels_train"]
+            assert points.shape == (len(labels), 2) and set(labels) == {0, 1, 2}
+            assert row["spread_ratio"] == pytest.approx(
+                spread_ratio(points, labels=labels)
+            )
+            assert row["seed"] == s
+    stored = read_records(tmp_path).to_pylist()
+    assert len(stored) == 4 and "spread_ratio" not in stored[0]
+
+
+def test_scatter_panels_draw_their_points():
+    from noisebench.leaderboard.plots import figure_scatter
+
+    points = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    fig = figure_scatter([("a", points, np.array([0, 1, 0]))], title="t")
+    drawn = [c for c in fig.axes[0].collections if c.get_gid() == "points"]
+    assert [c.get_offsets().tolist() for c in drawn] == [
+        [[0.0, 1.0], [4.0, 5.0]],
+        [[2.0, 3.0]],
+    ]

@@ -393,6 +393,43 @@ def figure_memorization(
     return fig
 
 
+def figure_scatter(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    *,
+    title: str,
+    class_names: Mapping[int, str] | None = None,
+) -> Figure:
+    """One scatter panel per (title, points (N, 2), labels (N,)), a colour per label
+    (the same in every panel), equal axes: the projections of Müller et al. 2019's
+    Figure 1, one panel per model and split."""
+    plt = _pyplot()
+    if not panels:
+        raise ValueError("figure_scatter needs at least one panel")
+    labels = sorted({int(v) for _, _, y in panels for v in np.asarray(y)})
+    colours = colours_for([str(v) for v in labels])
+    fig, axes = _grid(plt, len(panels), panel=(3.6, 3.4))
+    for ax, (name, points, y) in zip(axes, panels, strict=True):
+        points, y = np.asarray(points), np.asarray(y)
+        for label in labels:
+            mine = points[y == label]
+            name_of = (class_names or {}).get(label, f"class {label}")
+            ax.scatter(
+                mine[:, 0],
+                mine[:, 1],
+                s=6,
+                alpha=0.6,
+                color=colours[str(label)],
+                label=_plain(name_of),
+                gid="points",
+            )
+        ax.set_title(_plain(name), fontsize=10)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, markerscale=2)
+    fig.suptitle(_plain(title))
+    return fig
+
+
 def save(fig: Figure, path: Path) -> None:
     """Write `fig` as a PNG at `path`, atomically (a kill mid-save must not leave half
     a PNG that is read) and deterministically (no version stamp, so an unchanged figure

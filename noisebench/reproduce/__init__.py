@@ -57,9 +57,26 @@ def reproduce(name: str, setting: Setting, store: Path, *, on_arm=None) -> Resul
             on_arm(i, len(arms), arm)
         if arm.trials:
             records[arm.label] = tune(tune_spec(arm, store), store=store).final
+        elif preset.probe is not None:
+            records[arm.label] = _probed(preset, ready, store)
         else:
             records[arm.label] = evaluate(ready, store).records
     return Result(preset, setting, arms, records, judge(records, preset.parts(records)))
+
+
+def _probed(preset: Preset, prepared, store: Path) -> list[dict]:
+    """Train the arm (its records are written as any run's), and return its records
+    with the probe's values of each seed merged in (those are not stored)."""
+    from noisebench.experiment import run
+    from noisebench.runs import evaluate
+
+    measured: list[dict] = []
+
+    def probe(ready, result) -> None:
+        measured.extend(preset.probe(ready, result))
+
+    outcome = evaluate(prepared, store, rerun=True, train=lambda p: run(p, probe=probe))
+    return [r | m for r, m in zip(outcome.records, measured, strict=True)]
 
 
 def tune_spec(arm: Arm, store: Path):

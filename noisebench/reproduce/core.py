@@ -82,6 +82,7 @@ METRIC_WORDS = {
     "test_acc": "clean test accuracy (last epoch)",
     "test_acc_at_best_val": "clean test accuracy (noisy-validation epoch)",
     "ece": "ECE",
+    "spread_ratio": "within- to between-class spread",
 }
 
 
@@ -166,6 +167,11 @@ class Preset:
     metrics: tuple[str, ...] = ("test_acc", "test_acc_at_best_val")
     paper_figures: str = ""  # what the paper reports on its own setting, if anything
     figure: tuple[str, str] | None = None  # (x label, metric) of the report's line plot
+    # presets that measure the trained models themselves (not only their records):
+    # (prepared, FitResult) -> per seed, values to judge on and to draw; their arms
+    # always train, since a stored record holds no model
+    probe: Callable[[Any, Any], list[dict[str, Any]]] | None = None
+    draw: Callable[[Any], Any] | None = None  # Result -> the report's figure
 
 
 def base_spec(setting: Setting, preset: str, **fields: Any) -> RunSpec:

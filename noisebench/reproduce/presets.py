@@ -211,7 +211,89 @@ def _clean_parts(records: Records) -> list[Part]:
     ]
 
 
+# ----------------------------------------------------------------- muller-projection
+PROJECTED = (0, 1, 2)  # the three classes of the plane, as the paper picks three
+
+
+def _projection_arms(setting: Setting) -> list[Arm]:
+    name = "muller-projection"
+    return [
+        Arm("ce", base_spec(setting, name)),
+        Arm("ls", base_spec(setting, name, method="ls", params={"smoothing": 0.1})),
+    ]
+
+
+def _projection_probe(prepared, result) -> list[dict]:
+    """Per seed: the training and validation examples of the three classes projected
+    on the plane through their templates, and the spread ratio of the training ones."""
+    import numpy as np
+
+    from noisebench.projection import project, spread_ratio, template_basis
+
+    y = np.asarray(prepared.dataset.y)
+    out = []
+    for s in range(len(prepared.spec.seeds)):
+        basis = template_basis(result.classifier_weight[s][list(PROJECTED)])
+        values: dict = {}
+        for split, idx in (
+            ("train", prepared.train_idx[s]),
+            ("val", prepared.val_idx[s]),
+        ):
+            idx = idx[np.isin(y[idx], PROJECTED)]
+            points = project(result.pool_features[s][idx], basis=basis)
+            values[f"points_{split}"], values[f"labels_{split}"] = (
+                points.numpy(),
+                y[idx],
+            )
+        values["spread_ratio"] = spread_ratio(
+            values["points_train"], labels=values["labels_train"]
+        )
+        out.append(values)
+    return out
+
+
+def _projection_draw(result):
+    from noisebench.leaderboard.plots import figure_scatter
+
+    panels = []
+    for split, words in (("train", "training"), ("val", "validation")):
+        for arm in result.arms:
+            first = result.records[arm.label][0]  # seed 0
+            panels.append(
+                (
+                    f"{arm.label}, {words} examples",
+                    first[f"points_{split}"],
+                    first[f"labels_{split}"],
+                )
+            )
+    return figure_scatter(
+        panels,
+        title=f"muller-projection on {result.setting.dataset}: penultimate layer, "
+        f"classes {', '.join(map(str, PROJECTED))}, seed 0",
+    )
+
+
 PRESETS = [
+    Preset(
+        name="muller-projection",
+        paper=MULLER,
+        claim="Label smoothing makes the penultimate-layer representations of each class "
+        "cluster tightly: a smaller within- to between-class spread in the plane of "
+        "three classes' templates.",
+        arms=_projection_arms,
+        parts=lambda records: [
+            Part(
+                "ls",
+                "ce",
+                "spread_ratio",
+                higher_is_better=False,
+                label="classes 0, 1, 2",
+            )
+        ],
+        metrics=("test_acc", "spread_ratio"),
+        probe=_projection_probe,
+        draw=_projection_draw,
+    ),
     Preset(
         name="muller-calibration",
         paper=MULLER,

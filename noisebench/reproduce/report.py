@@ -19,8 +19,9 @@ METRIC_NAMES = {
     "best_val_acc": "best noisy-validation accuracy (%)",
     "ece_scaled": "ECE after temperature scaling (%)",
     "temperature": "fitted temperature",
+    "spread_ratio": "within / between-class spread in the template plane",
 }
-NOT_PERCENT = {"temperature"}
+NOT_PERCENT = {"temperature", "spread_ratio"}
 
 
 def report_name(result: Result) -> str:
@@ -65,11 +66,11 @@ def render(result: Result, figure: str | None) -> str:
             " (±margin) holds when both one-sided tests reject a larger difference (TOST)."
         ),
         "",
-        "| part | rule | mean difference (points) | p | pairs | outcome |",
+        "| part | rule | mean difference | p | pairs | outcome |",
         "|---|---|---:|---:|---:|---|",
     ]
     for part, outcome, diff, p, pairs in verdict.parts:
-        diff_text = "—" if math.isnan(diff) else f"{100 * diff:+.2f}"
+        diff_text = "—" if math.isnan(diff) else _difference(diff, part.metric)
         p_text = "—" if math.isnan(p) else f"{p:.3g}"
         rule = md_escape(part.rule())
         out.append(
@@ -97,6 +98,11 @@ def render(result: Result, figure: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _difference(diff: float, metric: str) -> str:
+    """A difference of fractions in points (of %), of anything else as it is."""
+    return f"{diff:+.3f}" if metric in NOT_PERCENT else f"{100 * diff:+.2f} points"
+
+
 def _identity(spec) -> str:
     from noisebench.records import canonical_json
 
@@ -108,6 +114,8 @@ def figure_of(result: Result):
     None when the preset has none."""
     from noisebench.leaderboard.plots import Series, figure_small_multiples
 
+    if result.preset.draw is not None:
+        return result.preset.draw(result)
     if result.preset.figure is None:
         return None
     xlabel, metric = result.preset.figure
