@@ -263,3 +263,95 @@ def test_scatter_panels_draw_their_points():
         [[0.0, 1.0], [4.0, 5.0]],
         [[2.0, 3.0]],
     ]
+
+
+# --------------------------------------------------------------------- each preset's verdict
+def synthetic(preset, value_of) -> dict:
+    """Records for every arm of `preset` on SMALL: 5 noise seeds, metric values from
+    `value_of(arm label, metric) + a small per-seed jitter shared by all arms`."""
+    jitter = [0.0, 0.004, -0.003, 0.002, -0.001]
+    metrics = (
+        "test_acc",
+        "test_acc_at_best_val",
+        "best_val_acc",
+        "ece",
+        "spread_ratio",
+    )
+    return {
+        a.label: [
+            {"noise_seed": s, "seed": s, "status": "ok"}
+            | {
+                m: value_of(a.label, m) + j + 0.0005 * s * (len(a.label) % 3)
+                for m in metrics
+            }
+            for s, j in enumerate(jitter)
+        ]
+        for a in get_preset(preset).arms(SMALL)
+    }
+
+
+def verdict_of(preset, value_of):
+    records = synthetic(preset, value_of)
+    return judge(records, get_preset(preset).parts(records)).outcome
+
+
+def test_wei_negative_verdicts():
+    def negative_wins_high(label, metric):
+        r = float(label.split("r=")[1].split(",")[0])
+        noise = float(label.split("noise ")[1])
+        better = (r < 0) if noise >= 0.6 else (r > 0)
+        return 0.8 + (0.05 if better else 0.0)
+
+    assert verdict_of("wei-negative", negative_wins_high) == HOLDS
+
+    def positive_always(label, metric):
+        return 0.8 + (0.05 if float(label.split("r=")[1].split(",")[0]) > 0 else 0.0)
+
+    assert verdict_of("wei-negative", positive_always) == DOES_NOT_HOLD
+
+
+def test_lukasik_correction_verdicts():
+    def close(label, metric):
+        return 0.801 if label == "ls" else (0.80 if "estimated" in label else 0.9)
+
+    assert verdict_of("lukasik-correction", close) == HOLDS
+
+    def far_below(label, metric):
+        return 0.70 if label == "ls" else 0.80
+
+    assert verdict_of("lukasik-correction", far_below) == DOES_NOT_HOLD
+
+
+def test_calibration_and_projection_verdicts_want_lower_values():
+    def ls_lower(label, metric):
+        return 0.05 if label == "ls" else 0.10
+
+    assert verdict_of("muller-calibration", ls_lower) == HOLDS
+    assert verdict_of("muller-projection", ls_lower) == HOLDS
+    assert (
+        verdict_of("muller-calibration", lambda label, m: 0.15 - ls_lower(label, m))
+        == DOES_NOT_HOLD
+    )
+
+
+def test_distillation_verdicts_point_opposite_ways():
+    def ls_teacher_better(label, metric):
+        return 0.85 if "of ls" in label else 0.80
+
+    assert verdict_of("lukasik-distillation", ls_teacher_better) == HOLDS
+    assert verdict_of("muller-distillation", ls_teacher_better) == DOES_NOT_HOLD
+
+
+def test_clean_labels_and_disturblabel_verdicts():
+    assert (
+        verdict_of("clean-labels", lambda label, m: 0.9 if "tuned" in label else 0.8)
+        == HOLDS
+    )
+    assert verdict_of("disturblabel-vs-ls", lambda label, m: 0.8) == HOLDS
+    assert (
+        verdict_of(
+            "disturblabel-vs-ls",
+            lambda label, m: 0.7 if label.startswith("flip") else 0.8,
+        )
+        == DOES_NOT_HOLD
+    )
