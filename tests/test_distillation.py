@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from noisebench import engine
+from noisebench import engine, stages
 from noisebench import experiment as ex
 from noisebench.cli import app
 from noisebench.records import config_hash
@@ -49,7 +49,7 @@ def fits(monkeypatch):
         return real(task, **kwargs)
 
     monkeypatch.setattr(engine, "fit", spy)
-    ex._TEACHERS.clear()
+    stages._TEACHERS.clear()
     return calls
 
 

@@ -15,7 +15,8 @@ from noisebench.cli import app
 from noisebench.cli.options import RunOptions
 from noisebench.config import ADDED_FIELDS, TrainConfig
 from noisebench.errors import UserError
-from noisebench.experiment import estimator_identity, prepare
+from noisebench.experiment import prepare
+from noisebench.stages import estimator_identity
 
 # TrainConfig's fields before the recipes, and digests of them computed by the code of
 # that time (commit 0e4228d): records written then hash these very values.

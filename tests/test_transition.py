@@ -137,12 +137,12 @@ def test_two_stage_estimate_is_closer_to_t_than_the_identity():
 def test_runs_that_differ_only_in_params_share_the_estimator(monkeypatch):
     """Tuning trials retrain the method, not the CE estimator; other seeds or another
     training setup do get their own estimate."""
-    from noisebench import engine, experiment
+    from noisebench import engine, stages
     from noisebench.data import resolve_card
     from noisebench.experiment import RunSpec, prepare, run, train_config_for
     from noisebench.noise import NoiseSpec
 
-    monkeypatch.setattr(experiment, "_ESTIMATES", {})  # what earlier tests left
+    monkeypatch.setattr(stages, "_ESTIMATES", {})  # what earlier tests left
     estimator_fits = []
     real_fit = engine.fit
 
