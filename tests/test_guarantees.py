@@ -168,7 +168,7 @@ def test_a_diverging_member_stops_alone(method, rate, params, train):
         for r in together
     ]
     page = render_markdown(rows)
-    assert f"diverged ({statuses['diverged']}/8)" in page
+    assert f"diverged {statuses['diverged']}/8" in page
 
 
 def test_the_same_command_twice_gives_bitwise_identical_metrics():
