@@ -30,7 +30,14 @@ def reproduce(
         ),
     ] = None,
     device: options.Device = "auto",
-    store: options.Store = None,
+    store: Annotated[
+        Path,
+        typer.Option(
+            "--store",
+            help="Where the arms' run records go: their own store, beside the reports, "
+            "so the leaderboard's tables stay the board's.",
+        ),
+    ] = Path("reports"),
     reports: Annotated[
         Path, typer.Option("--reports", help="Where the report goes.")
     ] = Path("reports"),
@@ -42,7 +49,6 @@ def reproduce(
     from noisebench.reproduce import reproduce as run_preset
     from noisebench.reproduce.core import Setting
     from noisebench.reproduce.report import write
-    from noisebench.store import default_store
 
     if list_:
         rows = [get_preset(n) for n in list_presets()]
@@ -70,7 +76,6 @@ def reproduce(
     setting = Setting(
         dataset=dataset, model=model, seeds=seeds, epochs=epochs, device=device
     )
-    store = store or default_store()
     with options.progress("arms", quiet=as_json) as progress:
         task = progress.add_task(name, total=None)
 
