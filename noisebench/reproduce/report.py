@@ -34,13 +34,12 @@ def _stat(records, metric: str) -> str:
     ]
     if not values:
         return "—"
-    scale, digits = (1, 2) if metric in NOT_PERCENT else (100, 1)
+    # percentages to a tenth of a point; other quantities to 3 significant digits
+    scale, form = (1, ".3g") if metric in NOT_PERCENT else (100, ".1f")
     mean = scale * statistics.fmean(values)
-    spread = (
-        f" ± {scale * statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-    )
+    spread = f" ± {scale * statistics.stdev(values):{form}}" if len(values) > 1 else ""
     bad = len(records) - len(values)
-    return f"{mean:.{digits}f}{spread} ({len(values)}" + (
+    return f"{mean:{form}}{spread} ({len(values)}" + (
         f", {bad} not ok)" if bad else ")"
     )
 
