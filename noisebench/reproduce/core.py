@@ -72,9 +72,10 @@ class Part:
         if self.margin is None:
             better = "higher" if self.higher_is_better else "lower"
             return f"{self.a} has {better} {metric} than {self.b}"
+        points = 100 * self.margin
+        unit = "point" if points == 1 else "points"
         return (
-            f"{self.a} and {self.b} differ by less than {100 * self.margin:g} points "
-            f"in {metric}"
+            f"{self.a} and {self.b} differ by less than {points:g} {unit} in {metric}"
         )
 
 
