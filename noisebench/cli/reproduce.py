@@ -20,8 +20,14 @@ def reproduce(
         str, typer.Option("--dataset", help="A dataset card.")
     ] = "digits",
     model: Annotated[
-        str, typer.Option("--model", help="A model (`noisebench models`).")
-    ] = "cnn",
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model (`noisebench models`). Default: the CNN on image datasets, "
+            "else the card's model.",
+            show_default=False,
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per arm.")] = 5,
     epochs: Annotated[
         int | None,

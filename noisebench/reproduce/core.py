@@ -31,7 +31,7 @@ class Setting:
     """What the user chose for a preset's runs; None keeps the card's value."""
 
     dataset: str = "digits"
-    model: str | None = "cnn"
+    model: str | None = None  # None: the CNN on images, else the card's model
     seeds: int = 5
     epochs: int | None = None
     device: str = "auto"
@@ -181,15 +181,17 @@ def base_spec(setting: Setting, preset: str, **fields: Any) -> RunSpec:
     from noisebench.experiment import train_config_for
     from noisebench.noise import NoiseSpec
 
+    card = resolve_card(setting.dataset)
+    # the papers' models are convolutional: the CNN where the card has images, else
+    # the card's own model (MNIST-1D: its 1-D CNN)
+    model = setting.model or ("cnn" if card.image_shape else None)
     noise = fields.pop("noise", NoiseSpec(kind="symmetric", rate=0.0))
     spec = RunSpec(
         method=fields.pop("method", "ce"),
         params=fields.pop("params", {}),
         dataset=setting.dataset,
         noise=noise,
-        train=train_config_for(
-            resolve_card(setting.dataset), model=setting.model, epochs=setting.epochs
-        ),
+        train=train_config_for(card, model=model, epochs=setting.epochs),
         seeds=tuple(range(setting.seeds)),
         device=setting.device,
         study=f"reproduce/{preset}",
