@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from noisebench.errors import UserError
 from noisebench.registry import (
+    Bounds,
     Context,
     Method,
     get_method,
@@ -18,6 +19,7 @@ from noisebench.space import Categorical, Float, Int
 __version__ = "0.1.0"
 
 __all__ = [
+    "Bounds",
     "Categorical",
     "Context",
     "Float",

@@ -83,6 +83,45 @@ class Registry(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The valid range of a parameter: `low <= value < high` by default; `closed` says
+    which ends are included ("[)", "[]", "(]" or "()"). None is an open end."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "[)"
+
+    def __post_init__(self) -> None:
+        if self.closed not in ("[)", "[]", "(]", "()"):
+            raise ValueError(
+                f"bounds: closed must be [), [], (] or (), got {self.closed!r}"
+            )
+
+    def contains(self, value: float) -> bool:
+        low_ok = self.low is None or (
+            value >= self.low if self.closed[0] == "[" else value > self.low
+        )
+        high_ok = self.high is None or (
+            value <= self.high if self.closed[1] == "]" else value < self.high
+        )
+        return low_ok and high_ok
+
+    def encloses(self, low: float, high: float) -> bool:
+        """Whether every value of [low, high] lies inside."""
+        return self.contains(low) and self.contains(high)
+
+    def describe(self) -> str:
+        lo = "(-inf" if self.low is None else f"{self.closed[0]}{self.low:g}"
+        hi = "inf)" if self.high is None else f"{self.high:g}{self.closed[1]}"
+        return f"{lo}, {hi}"
+
+
+def as_bounds(spec: Bounds | tuple) -> Bounds:
+    """`(low, high)` (half-open, as `[low, high)`) or `(low, high, closed)`."""
+    return spec if isinstance(spec, Bounds) else Bounds(*spec)
+
+
+@dataclass(frozen=True)
 class Context:
     """What a method may know besides logits and labels. Methods never touch global RNG state."""
 
@@ -103,7 +142,7 @@ class Method:
     search_space: Mapping[str, Distribution]
     defaults: Mapping[str, Any]
     neutral: Mapping[str, Any] | None
-    bounds: Mapping[str, tuple[float | None, float | None]]
+    bounds: Mapping[str, Bounds]
     requires: tuple[str, ...]
     paper: str
     version: int
@@ -114,6 +153,11 @@ class Method:
     # a hash of its module's syntax tree (comments, formatting and docstrings left
     # out): records made by other code are never mistaken for this method's
     source_sha: str = ""
+
+    def __post_init__(self) -> None:  # frozen: bounds normalized once, here
+        object.__setattr__(
+            self, "bounds", {k: as_bounds(b) for k, b in self.bounds.items()}
+        )
 
     def __call__(self, logits, labels, ctx: Context, **params: Any):
         return self.fn(logits, labels, ctx, **params)
@@ -134,12 +178,11 @@ class Method:
             raise UserError(
                 f"{self.name}: {key}={value!r} is not a valid {dist.describe()}"
             )
-        low, high = self.bounds.get(key, (None, None))
-        if (low is not None and value < low) or (high is not None and value >= high):
-            interval = (
-                f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
+        bounds = self.bounds.get(key)
+        if bounds is not None and not bounds.contains(value):
+            raise UserError(
+                f"{self.name}: {key}={value!r} is out of range {bounds.describe()}"
             )
-            raise UserError(f"{self.name}: {key}={value!r} is out of range {interval}")
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with `overrides` applied; every value validated."""
@@ -183,7 +226,7 @@ def register_method(
     search_space: Mapping[str, Any],
     defaults: Mapping[str, Any],
     neutral: Mapping[str, Any] | None = None,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    bounds: Mapping[str, Bounds | tuple] | None = None,
     requires: tuple[str, ...] = (),
     paper: str = "",
     version: int = 1,
@@ -191,7 +234,8 @@ def register_method(
 ) -> Callable[[Callable[..., Any]], Method]:
     """Register a loss `fn(logits, labels, ctx, **params) -> scalar` under `name`.
 
-    `bounds[key] = (low, high)` is the valid range `low <= value < high` (None: open);
+    `bounds[key] = (low, high)` is the valid range `low <= value < high` (None: open),
+    `(low, high, "[]")` one with both ends included (see `Bounds`);
     `search_space` is the (usually narrower) range the tuner explores.
     """
 

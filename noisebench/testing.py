@@ -136,18 +136,13 @@ def check_params_declared(method: Method) -> None:
         method.check_value(key, value)
     for key in method.neutral or {}:
         assert key in method.defaults, f"neutral names {key!r}, which is no parameter"
-    for key, (low, high) in method.bounds.items():
+    for key, bounds in method.bounds.items():
         assert key in method.search_space, f"bounds name {key!r}, which is no parameter"
         dist = method.search_space[key]
         if hasattr(dist, "low"):  # the tuner must never propose an invalid value
-            valid = (
-                f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
-            )
-            assert (low is None or dist.low >= low) and (
-                high is None or dist.high < high
-            ), (
+            assert bounds.encloses(dist.low, dist.high), (
                 f"the search space of {key}, {dist.describe()}, reaches outside its "
-                f"valid range {valid}: the tuner would propose invalid values"
+                f"valid range {bounds.describe()}: the tuner would propose invalid values"
             )
 
 

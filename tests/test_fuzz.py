@@ -232,9 +232,8 @@ def test_param_parser_gives_typed_values_within_bounds_or_a_user_error(
             assert type(value) is int
         elif isinstance(dist, Categorical):
             assert value in dist.choices
-        low, high = method.bounds.get(key, (None, None))
-        assert low is None or value >= low
-        assert high is None or value < high
+        bounds = method.bounds.get(key)
+        assert bounds is None or bounds.contains(value)
 
 
 # --------------------------------------------------------------------------------------

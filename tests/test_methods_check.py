@@ -86,7 +86,7 @@ BROKEN = {
             return F.cross_entropy(logits.float(), labels, label_smoothing=min(a, 0.99))
         """,
         "params_declared",
-        "reaches outside its valid range [0.0, 1.0)",
+        "reaches outside its valid range [0, 1)",
     ),
     "vector": (
         """

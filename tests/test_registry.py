@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import noisebench
-from noisebench import Float, get_method, list_methods, register_method
+from noisebench import Bounds, Float, get_method, list_methods, register_method
 from noisebench.errors import UserError
 from noisebench.registry import METHODS, Method, Registry, RegistryError, builtin_dir
 from noisebench.testing import (
@@ -74,7 +74,7 @@ def test_param_parsing_types_and_ranges():
         ls.parse(["smoothin=0.2"])
     with pytest.raises(UserError, match="not a valid float"):
         ls.parse(["smoothing=abc"])
-    with pytest.raises(UserError, match=r"out of range \[0.0, 1.0\)"):
+    with pytest.raises(UserError, match=r"out of range \[0, 1\)"):
         ls.parse(["smoothing=1.5"])
     with pytest.raises(UserError, match="key=value"):
         ls.parse(["smoothing"])
@@ -400,3 +400,35 @@ def test_a_plugin_returning_a_non_scalar_loss_is_reported_with_its_file(tmp_path
         "--no-record",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "closed, inside, outside",
+    [
+        ("[)", [0.0, 0.5], [1.0, -0.1]),
+        ("[]", [0.0, 1.0], [1.0001, -1e-9]),
+        ("(]", [1e-9, 1.0], [0.0, 1.5]),
+        ("()", [0.5], [0.0, 1.0]),
+    ],
+)
+def test_bounds_include_exactly_the_ends_they_say(closed, inside, outside):
+    bounds = Bounds(0.0, 1.0, closed)
+    assert all(bounds.contains(v) for v in inside)
+    assert not any(bounds.contains(v) for v in outside)
+    assert bounds.describe() == f"{closed[0]}0, 1{closed[1]}"
+
+
+def test_a_closed_bound_admits_its_end_and_names_itself_in_the_error():
+    def loss(logits, labels, ctx, *, beta):
+        return F.cross_entropy(logits.float(), labels)
+
+    method = _method(
+        loss,
+        search_space={"beta": Float(0.5, 1.0)},
+        defaults={"beta": 0.8},
+        bounds={"beta": (0.0, 1.0, "[]")},
+    )
+    assert method.resolve({"beta": 1.0}) == {"beta": 1.0}
+    with pytest.raises(UserError, match=r"beta=1.5 is out of range \[0, 1\]"):
+        method.resolve({"beta": 1.5})
+    check_params_declared(method)  # [0.5, 1.0] lies inside [0, 1]
