@@ -78,6 +78,9 @@ class Task:
     # curves (how many corrupted training samples are fit to which label, per epoch)
     y_clean: torch.Tensor | None = None
     teacher: Teacher | None = None  # distillation: soft targets from a teacher ensemble
+    # each member's initialization seed, when it is not its seed (paired networks)
+    init_seeds: list[int] | None = None
+    is_paired: bool = False  # members 2s and 2s + 1 are the two networks of seed s
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
@@ -88,7 +91,36 @@ class Task:
             self,
             **{f: getattr(self, f)[which] for f in per_member},
             seeds=self.seeds[which],
+            init_seeds=None if self.init_seeds is None else self.init_seeds[which],
             teacher=None if self.teacher is None else self.teacher.members(which),
+        )
+
+    @property
+    def model_seeds(self) -> list[int]:
+        return self.seeds if self.init_seeds is None else self.init_seeds
+
+    def paired(self, *, same_init: bool = False) -> Task:
+        """Every member twice, as the two networks of a pair (members 2s and 2s + 1):
+        the same seed, hence the same labels, split, batch order, augmentation and
+        random draws, but the second network initialized from `peer_seed` (from the
+        same seed with `same_init`, which makes the two identical)."""
+        per_member = {"y_noisy", "train_idx", "val_idx"}
+        if self.transition is not None and self.transition.dim() == 3:
+            per_member.add("transition")
+        teacher = self.teacher
+        if teacher is not None:
+            teacher = replace(teacher, probs=teacher.probs.repeat_interleave(2, 0))
+        return replace(
+            self,
+            **{f: getattr(self, f).repeat_interleave(2, 0) for f in per_member},
+            seeds=[s for s in self.seeds for _ in range(2)],
+            init_seeds=[
+                i
+                for s in self.model_seeds
+                for i in (s, s if same_init else peer_seed(s))
+            ],
+            teacher=teacher,
+            is_paired=True,
         )
 
     @property
@@ -123,7 +155,20 @@ class FitResult:
     pool_features: torch.Tensor
     classifier_weight: torch.Tensor
     classifier_bias: torch.Tensor
+    # (S, E) for a method that selects samples (a `PerSample` with selection=True): the
+    # fraction of training samples its loss used in the epoch, and the fraction of those
+    # whose noisy label is clean (Co-teaching's "pure ratio"); NaN otherwise
+    selected: torch.Tensor
+    selected_clean: torch.Tensor
     seconds: float
+
+
+def peer_seed(seed: int) -> int:
+    """The initialization seed of the second network of seed `seed`'s pair: a hash, so
+    it never coincides with another run's seed by construction of a seed range."""
+    import hashlib
+
+    return int(hashlib.sha256(f"peer:{seed}".encode()).hexdigest()[:8], 16)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -152,7 +197,9 @@ def make_optimizer(config: TrainConfig, params) -> StackedOptimizer:
 
 
 class MemberLosses:
-    """`(logits (S, B, K), labels (S, B), contexts) -> (S,)`: the method applied per member.
+    """`(logits (S, B, K), labels (S, B), contexts, rows, peers) -> (S,), new rows`:
+    the method applied per member, with each member's own state rows (S, B, ...) and,
+    for a paired method, its peer's logits (S, B, K).
 
     A method that draws no random numbers runs once, vmapped over the members (one call
     instead of S). One that uses `ctx.generator`, or that vmap cannot trace, runs member
@@ -171,56 +218,81 @@ class MemberLosses:
         self.own_transitions = transition if own else None
         self.batched: bool | None = None
 
-    def _vmapped(self, logits, labels, contexts: list[Context]) -> torch.Tensor:
+    def _vmapped(self, logits, labels, contexts: list[Context], rows, peers):
         # Under vmap the context has no generator, so a method that needs one fails the probe.
         shared = replace(contexts[0], generator=None)
-        if self.own_transitions is None:
-            return torch.func.vmap(
-                lambda z, y: self.method(z, y, shared, **self.params)
-            )(logits, labels)
-        return torch.func.vmap(
-            lambda z, y, t: self.method(
-                z, y, replace(shared, transition=t), **self.params
+
+        def member(z, y, t, r, p):
+            ctx = replace(shared, state=r, peer_logits=p)
+            if t is not None:
+                ctx = replace(ctx, transition=t)
+            return self.method.step(z, y, ctx, **self.params)
+
+        transitions = self.own_transitions
+        dims = (
+            0,
+            0,
+            None if transitions is None else 0,
+            0,
+            None if peers is None else 0,
+        )
+        return torch.func.vmap(member, in_dims=dims)(
+            logits, labels, transitions, rows, peers
+        )
+
+    def _one_by_one(self, logits, labels, contexts: list[Context], rows, peers):
+        results = [
+            self.method.step(
+                logits[s],
+                labels[s],
+                replace(
+                    ctx,
+                    state={k: v[s] for k, v in rows.items()},
+                    peer_logits=None if peers is None else peers[s],
+                ),
+                **self.params,
             )
-        )(logits, labels, self.own_transitions)
+            for s, ctx in enumerate(contexts)
+        ]
+        losses = torch.stack([loss for loss, _ in results])
+        return losses, {k: torch.stack([r[k] for _, r in results]) for k in rows}
 
     def __call__(
-        self, logits: torch.Tensor, labels: torch.Tensor, contexts: list[Context]
-    ) -> torch.Tensor:
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        contexts: list[Context],
+        rows: Mapping[str, torch.Tensor] | None = None,
+        peers: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rows = dict(rows or {})
         if self.batched is None:
             try:
                 with torch.no_grad():
-                    self._vmapped(logits.detach(), labels, contexts)
+                    self._vmapped(logits.detach(), labels, contexts, rows, peers)
                 self.batched = True
             except Exception:  # noqa: BLE001 - any failure means: run member by member
                 self.batched = False
-        if self.batched:
-            losses = self._vmapped(logits, labels, contexts)
-        else:
-            losses = torch.stack(
-                [
-                    self.method(logits[s], labels[s], ctx, **self.params)
-                    for s, ctx in enumerate(contexts)
-                ]
-            )
+        run = self._vmapped if self.batched else self._one_by_one
+        losses, new_rows = run(logits, labels, contexts, rows, peers)
         if losses.shape != (len(contexts),):  # shapes are static: no host sync
             raise UserError(
                 f"{describe(self.method)} returned a loss of shape "
                 f"{tuple(losses.shape[1:])} per member; a method returns a scalar"
             )
-        return losses
+        return losses, new_rows
 
 
-def _student_losses(teacher, member_losses, logits, labels, idx, contexts):
-    """The method's per-member losses, mixed with a teacher's soft term when there is
-    one (the hard-label loss is not even computed when alpha = 1)."""
+def _student_losses(teacher, member_losses, logits, labels, idx, contexts, rows, peers):
+    """The method's per-member losses and new state rows, mixed with a teacher's soft
+    term when there is one (the hard-label loss is not even computed when alpha = 1)."""
     if teacher is None:
-        return member_losses(logits, labels, contexts)
+        return member_losses(logits, labels, contexts, rows, peers)
     soft = teacher.loss(logits, idx)
     if teacher.alpha == 1.0:
-        return soft
-    hard = member_losses(logits, labels, contexts)
-    return (1.0 - teacher.alpha) * hard + teacher.alpha * soft
+        return soft, dict(rows)
+    hard, new_rows = member_losses(logits, labels, contexts, rows, peers)
+    return (1.0 - teacher.alpha) * hard + teacher.alpha * soft, new_rows
 
 
 def describe(method: Method) -> str:
@@ -250,7 +322,9 @@ def probe_loss(
     )
     name = describe(method)
     try:
-        loss = method(logits, labels, ctx, **params)
+        loss, _ = method.step(
+            logits, labels, method.batch_context(ctx, logits), **params
+        )
     except Exception as err:  # noqa: BLE001 - any failure of a plugin is reported as its own
         raise UserError(
             f"{name} raised {type(err).__name__} on a probe batch: {err}"
@@ -339,6 +413,8 @@ def fit(
     """
     started = time.perf_counter()
     _reuse_freed_memory()
+    if method.paired and not task.is_paired:  # two networks per seed
+        task = task.paired()
     members = len(task.seeds)
     limit = max_members or max(
         1,
@@ -347,6 +423,8 @@ def fit(
             stack_limit(task, config),
         ),
     )
+    if method.paired:  # the two networks of a pair train in the same chunk
+        limit = max(2, limit - limit % 2)
     parts = [
         _fit_members(
             task.members(slice(lo, lo + limit)),
@@ -359,8 +437,10 @@ def fit(
         )
         for lo in range(0, members, limit)
     ]
+    # a pair's record is its first network's
+    keep = slice(0, None, 2) if method.paired else slice(None)
     return FitResult(
-        **{f: torch.cat([getattr(p, f) for p in parts]) for f in _STACKED},
+        **{f: torch.cat([getattr(p, f) for p in parts])[keep] for f in _STACKED},
         seconds=time.perf_counter() - started,
     )
 
@@ -411,6 +491,8 @@ _STACKED = (
     "pool_features",
     "classifier_weight",
     "classifier_bias",
+    "selected",
+    "selected_clean",
 )
 
 
@@ -432,7 +514,7 @@ def _fit_members(
         input_shape=task.sample_shape,
         hidden=config.hidden,
         num_classes=task.num_classes,
-        seeds=task.seeds,
+        seeds=task.model_seeds,
     ).to(device)
     optimizer = make_optimizer(config, model.parameters())
     schedule = lr_schedule(config, steps_per_epoch=-(-n_train // batch))
@@ -450,6 +532,13 @@ def _fit_members(
     warmup_loss = MemberLosses(get_method("ce"), {})
     method_loss = MemberLosses(method, params, task.transition)
     autocast = mixed_precision(device)
+    n_pool = task.x.shape[0]
+    state = {
+        name: spec.initial(members, n_pool, num_classes=task.num_classes, device=device)
+        for name, spec in method.state.items()
+    }
+    selection = [n for n, spec in method.state.items() if spec.selection]
+    chosen_hist = torch.full((2, members, epochs), float("nan"), device=device)
 
     val_hist = torch.full((members, epochs), float("nan"), device=device)
     bad = torch.zeros(members, dtype=torch.bool, device=device)
@@ -498,9 +587,23 @@ def _fit_members(
             labels = task.y_noisy.gather(1, idx)
             if task.y_clean is not None:
                 latest.scatter_(1, idx, logits.detach().argmax(-1))
-            losses = _student_losses(
-                task.teacher, member_losses, logits.float(), labels, idx, contexts
+            in_use = state if member_losses is method_loss else {}
+            rows = {name: gather_rows(st, idx) for name, st in in_use.items()}
+            peers = None
+            if method.paired:  # members 2p and 2p + 1 see each other on the same batch
+                peers = swap_pairs(logits.detach().float())
+            losses, rows = _student_losses(
+                task.teacher,
+                member_losses,
+                logits.float(),
+                labels,
+                idx,
+                contexts,
+                rows,
+                peers,
             )
+            for name, new in rows.items():
+                scatter_rows(state[name], idx, new)
             bad |= ~torch.isfinite(losses)
             optimizer.zero_grad()
             losses.sum().backward()  # members share no parameters: each its own gradient
@@ -528,6 +631,12 @@ def _fit_members(
                 fit_noisy[:, 0],
                 fit_clean[:, 0],
             )
+        if selection:
+            chosen = state[selection[0]].gather(1, task.train_idx)
+            chosen_hist[0, :, epoch] = chosen.mean(-1)
+            if task.y_clean is not None:
+                clean = (noisy_train == clean_train).float()
+                chosen_hist[1, :, epoch] = (chosen * clean).sum(-1) / chosen.sum(-1)
         best.update(val_hist[:, epoch], epoch)
         if on_epoch is not None:
             on_epoch(epoch + 1, val_hist[:, epoch])
@@ -571,8 +680,32 @@ def _fit_members(
         pool_features=pool_features.cpu(),
         classifier_weight=weight.cpu(),
         classifier_bias=bias.cpu(),
+        selected=chosen_hist[0].cpu(),
+        selected_clean=chosen_hist[1].cpu(),
         seconds=0.0,
     )
+
+
+def gather_rows(state: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The batch's rows (S, B, ...) of per-sample state (S, N, ...), by sample id (S, B)."""
+    return state.gather(1, _expand(idx, state))
+
+
+def scatter_rows(state: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> None:
+    """Write a batch's rows back: a batch never holds a sample twice, so no write races."""
+    state.scatter_(1, _expand(idx, state), rows.to(state.dtype))
+
+
+def _expand(idx: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    return idx.view(*idx.shape, *[1] * (state.dim() - 2)).expand(
+        *idx.shape, *state.shape[2:]
+    )
+
+
+def swap_pairs(logits: torch.Tensor) -> torch.Tensor:
+    """Each member's peer's logits: members 2p and 2p + 1 swapped."""
+    s, *rest = logits.shape
+    return logits.view(s // 2, 2, *rest).flip(1).reshape(s, *rest)
 
 
 # Evaluation runs over every sample at once up to this many activations (all members

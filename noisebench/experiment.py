@@ -410,6 +410,10 @@ def run(
             "val_acc_curve": result.val_acc[s].tolist(),
             "mem_noisy_curve": result.mem_noisy[s].tolist(),
             "mem_clean_curve": result.mem_clean[s].tolist(),
+            "selected_curve": _selection_curve(prepared.method, result.selected[s]),
+            "selected_clean_curve": _selection_curve(
+                prepared.method, result.selected_clean[s]
+            ),
             "transition_error": None if t_error is None else float(t_error[s]),
             "teacher": None
             if taught is None
@@ -489,6 +493,13 @@ def _scaled(result, s: int, noisy, val_idx, y_test) -> dict[str, float]:
         "temperature": t,
         "ece_scaled": metrics.ece(result.test_logits[s] / t, y_test),
     }
+
+
+def _selection_curve(method, curve) -> list[float] | None:
+    """A selecting method's per-epoch curve (NaN before it selects); None for the rest."""
+    if not any(spec.selection for spec in method.state.values()):
+        return None
+    return curve.tolist()
 
 
 def _last_finite(curve) -> float:

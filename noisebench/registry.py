@@ -15,7 +15,7 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -131,6 +131,35 @@ class Context:
     epoch: int = 0
     progress: float = 0.0  # fraction of training done, in [0, 1]
     generator: torch.Generator | None = None
+    # the batch's rows of the method's per-sample state, by name: (B,) or (B, K) each
+    state: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    # a paired method's peer network on the same batch: its logits (B, K), detached
+    peer_logits: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class PerSample:
+    """Per-sample state a method keeps across the epochs (ELR's running targets,
+    Co-teaching's selections): one row per sample of the training pool, per member.
+
+    The engine allocates it on the device, (S, N) or (S, N, K), filled with `fill`. For
+    each batch it gathers the batch's rows by sample id into `ctx.state[name]`, calls
+    `update(logits, labels, ctx, **params)` without gradient for the new rows, hands
+    those to the loss and writes them back. Members never see each other's rows.
+    `selection` marks a 0/1 row of the samples the loss trains on: the engine then
+    records, per epoch, how many were selected and how many of those were clean.
+    """
+
+    update: Callable[..., torch.Tensor]
+    classes: bool = False  # a row of K values per sample, not one
+    fill: float = 0.0
+    selection: bool = False
+
+    def initial(self, *leading: int, num_classes: int, device=None) -> torch.Tensor:
+        import torch
+
+        shape = (*leading, num_classes) if self.classes else leading
+        return torch.full(shape, self.fill, device=device)
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,10 @@ class Method:
     # a hash of its module's syntax tree (comments, formatting and docstrings left
     # out): records made by other code are never mistaken for this method's
     source_sha: str = ""
+    state: Mapping[str, PerSample] = field(default_factory=dict)
+    # trains networks in pairs that see each other (ctx.peer_logits): each seed's run
+    # is two networks with the same data, labels and batches, and its record the first
+    paired: bool = False
 
     def __post_init__(self) -> None:  # frozen: bounds normalized once, here
         object.__setattr__(
@@ -161,6 +194,44 @@ class Method:
 
     def __call__(self, logits, labels, ctx: Context, **params: Any):
         return self.fn(logits, labels, ctx, **params)
+
+    def step(
+        self, logits, labels, ctx: Context, **params: Any
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the loss, the new state rows): each per-sample state updated for this batch
+        first, without gradient, then the loss computed on the updated rows."""
+        if not self.state:
+            return self.fn(logits, labels, ctx, **params), {}
+        import torch
+
+        rows = dict(ctx.state)
+        with torch.no_grad():
+            seen = logits.detach()
+            for name, spec in self.state.items():
+                rows[name] = spec.update(
+                    seen, labels, replace(ctx, state=rows), **params
+                )
+        return self.fn(logits, labels, replace(ctx, state=rows), **params), rows
+
+    def batch_context(
+        self,
+        ctx: Context,
+        logits: torch.Tensor,
+        peer_logits: torch.Tensor | None = None,
+    ) -> Context:
+        """`ctx` for a single batch outside the engine (probes, the contract, examples):
+        fresh state rows, and a peer for a paired method (`peer_logits`, by default the
+        batch's logits in reverse sample order, so the peer disagrees)."""
+        rows = {
+            name: spec.initial(
+                logits.shape[0], num_classes=logits.shape[-1], device=logits.device
+            )
+            for name, spec in self.state.items()
+        }
+        peer = None
+        if self.paired:
+            peer = logits.detach().flip(0) if peer_logits is None else peer_logits
+        return replace(ctx, state=rows, peer_logits=peer)
 
     def _require_param(self, key: str) -> None:
         if key not in self.defaults:
@@ -231,8 +302,13 @@ def register_method(
     paper: str = "",
     version: int = 1,
     summary: str | None = None,
+    state: Mapping[str, PerSample] | None = None,
+    paired: bool = False,
 ) -> Callable[[Callable[..., Any]], Method]:
     """Register a loss `fn(logits, labels, ctx, **params) -> scalar` under `name`.
+
+    `state` declares per-sample state (see `PerSample`), read as `ctx.state[name]`;
+    `paired` makes the engine train the method's networks in pairs (`ctx.peer_logits`).
 
     `bounds[key] = (low, high)` is the valid range `low <= value < high` (None: open),
     `(low, high, "[]")` one with both ends included (see `Bounds`);
@@ -265,6 +341,11 @@ def register_method(
             problems.append(f"paper must be a URL, got {paper!r}")
         if int(version) < 1:
             problems.append(f"version must be >= 1, got {version}")
+        for key, spec in (state or {}).items():
+            if not NAME_RE.match(key) or not isinstance(spec, PerSample):
+                problems.append(
+                    f"state {key!r} must be a PerSample under a snake_case name"
+                )
         if problems:
             raise RegistryError(f"method '{name}' ({origin}): " + "; ".join(problems))
         doc = inspect.getdoc(fn) or inspect.getdoc(sys.modules.get(fn.__module__)) or ""
@@ -281,6 +362,8 @@ def register_method(
             summary=summary or (doc.strip().splitlines() or [""])[0],
             origin=str(source) if loading is None else loading.origin,
             source_sha=source_sha(fn),
+            state=dict(state or {}),
+            paired=bool(paired),
         )
         for key, value in method.defaults.items():
             try:

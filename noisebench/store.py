@@ -32,7 +32,7 @@ from noisebench.errors import UserError
 # 2: class_map; 3: method_origin, method_sha; 4: model_params, input_shape;
 # 5: confusion, reliability_*, mem_*_curve (what the leaderboard's plots draw);
 # 6: teacher (distillation's provenance); 7: temperature, ece_scaled
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 STORE_ENV = "NOISEBENCH_STORE"
 _f64, _str, _i64, _i32 = pa.float64(), pa.string(), pa.int64(), pa.int32()
 
@@ -106,6 +106,11 @@ SCHEMA = pa.schema(
         # forward passes predicted as the noisy label, and as the clean label
         ("mem_noisy_curve", pa.list_(pa.float32())),
         ("mem_clean_curve", pa.list_(pa.float32())),
+        # per epoch, for a method that selects the samples it trains on (Co-teaching):
+        # the fraction of training samples selected, and the fraction of those whose
+        # noisy label is clean (the label precision, or "pure ratio"); null for others
+        ("selected_curve", pa.list_(pa.float32())),
+        ("selected_clean_curve", pa.list_(pa.float32())),
         # the final model's test reliability diagram, 15 equal-width confidence bins:
         # samples, correct predictions, and the sum of max-probabilities per bin
         ("reliability_count", pa.list_(_i64)),
@@ -141,6 +146,8 @@ ADDED_IN = {
     "teacher": 6,
     "temperature": 7,
     "ece_scaled": 7,
+    "selected_curve": 8,
+    "selected_clean_curve": 8,
 }
 ADDED_COLUMNS = tuple(ADDED_IN)
 _VERSION_KEY = b"noisebench_schema_version"

@@ -82,7 +82,7 @@ def _loss_and_grad(
     method: Method, logits: torch.Tensor, labels: torch.Tensor, ctx: Context, params
 ):
     logits = logits.detach().clone().requires_grad_(True)
-    loss = method(logits, labels, ctx, **params)
+    loss, _ = method.step(logits, labels, method.batch_context(ctx, logits), **params)
     where = f"K={logits.shape[-1]}, batch {logits.shape[0]}"
     assert isinstance(loss, torch.Tensor), (
         f"the loss must be a scalar tensor, got {type(loss).__name__} ({where})"
@@ -255,6 +255,55 @@ def check_smoke_fit(method: Method) -> None:
     )
 
 
+def check_state_isolated(method: Method) -> None:
+    """Per-sample state and pairs never leak across seeds: a seed trained beside another
+    ends exactly as it does alone (methods with state or pairs only)."""
+    from noisebench.engine import TrainConfig, fit
+
+    if not (method.state or method.paired):
+        return
+    config = TrainConfig(hidden=(16,), epochs=4, batch_size=64, lr=3e-3)
+    both = fit(
+        blobs_task(num_classes=4, noise=0.3, method=method, seeds=(0, 1)),
+        method=method,
+        params=method.defaults,
+        config=config,
+    )
+    alone = fit(
+        blobs_task(num_classes=4, noise=0.3, method=method, seeds=(0,)),
+        method=method,
+        params=method.defaults,
+        config=config,
+    )
+    gap = (both.pool_logits[0] - alone.pool_logits[0]).abs().max().item()
+    assert gap < 1e-4, (
+        f"seed 0 trained beside seed 1 ends {gap:.3g} away (max logit difference) from "
+        "seed 0 trained alone: state or pairs leak across seeds"
+    )
+
+
+def check_pair_neutral(method: Method) -> None:
+    """A paired method whose two networks start identical trains, at its neutral params,
+    exactly the one-network cross-entropy model (paired methods with neutral params only)."""
+    from noisebench.engine import TrainConfig, fit
+    from noisebench.registry import get_method
+
+    if not method.paired or method.neutral is None:
+        return
+    params = {**method.defaults, **method.neutral}
+    config = TrainConfig(hidden=(16,), epochs=4, batch_size=64, lr=3e-3)
+    task = blobs_task(num_classes=4, noise=0.3, method=method, seeds=(0, 1))
+    twins = fit(
+        task.paired(same_init=True), method=method, params=params, config=config
+    )
+    ce = fit(task, method=get_method("ce"), params={}, config=config)
+    gap = (twins.pool_logits - ce.pool_logits).abs().max().item()
+    assert gap < 1e-4, (
+        f"with identical networks at {params} the pair ends {gap:.3g} away (max logit "
+        "difference) from one network trained with cross-entropy"
+    )
+
+
 def blobs_task(
     *,
     num_classes: int,
@@ -307,6 +356,8 @@ CONTRACT = (
     check_neutral,
     check_deterministic,
     check_smoke_fit,
+    check_state_isolated,
+    check_pair_neutral,
 )
 
 

@@ -176,7 +176,7 @@ def test_vmapped_losses_equal_the_member_by_member_loop(name):
         Context(num_classes=10, transition=transition_for(method, 10)) for _ in range(4)
     ]
     batched = MemberLosses(method, method.defaults)
-    values = batched(logits, labels, contexts)
+    values, _ = batched(logits, labels, contexts)
     assert batched.batched is True
     reference = torch.stack(
         [method(logits[s], labels[s], contexts[s], **method.defaults) for s in range(4)]
@@ -195,7 +195,7 @@ def test_methods_that_draw_random_numbers_run_member_by_member():
         Context(num_classes=10, generator=torch.Generator().manual_seed(s))
         for s in range(3)
     ]
-    values = losses(logits, labels, contexts)
+    values, _ = losses(logits, labels, contexts)
     assert losses.batched is False
     again = [
         Context(num_classes=10, generator=torch.Generator().manual_seed(s))

@@ -147,7 +147,7 @@ def test_schema_places_origin_and_sha_after_the_method_version():
     assert names[at + 1 : at + 3] == ["method_origin", "method_sha"]
     assert SCHEMA.field("method_origin").type == SCHEMA.field("method_sha").type
     assert SCHEMA.field("method_sha").type == pa.string()
-    assert st.SCHEMA_VERSION == 7  # 7 added temperature scaling
+    assert st.SCHEMA_VERSION == 8  # 8 added the selection curves
     assert {"method_origin", "method_sha"} <= set(st.ADDED_COLUMNS)
     assert {"model_params", "input_shape"} <= set(st.ADDED_COLUMNS)
     assert {"confusion", "mem_noisy_curve", "reliability_count"} <= set(
