@@ -70,6 +70,14 @@ class Prepared:
     noisy: np.ndarray  # (S, N)
     train_idx: np.ndarray  # (S, n_train)
     val_idx: np.ndarray  # (S, n_val)
+    # instance noise: each member's draw's own T, (S, K, K), the oracle that methods
+    # requiring T get; None where `transition` is every draw's T
+    oracle: np.ndarray | None = None
+
+    def oracle_transition(self) -> np.ndarray:
+        """The true T as methods that require it get it: `transition` (K, K), or one
+        per member (S, K, K) where each draw has its own (instance noise)."""
+        return self.transition if self.oracle is None else self.oracle
 
     def members(self, keep: list[int]) -> Prepared:
         """The same configuration for the seeds at positions `keep` only."""
@@ -84,6 +92,7 @@ class Prepared:
             noisy=self.noisy[keep],
             train_idx=self.train_idx[keep],
             val_idx=self.val_idx[keep],
+            oracle=None if self.oracle is None else self.oracle[keep],
         )
 
 
@@ -151,17 +160,21 @@ def prepare(spec: RunSpec) -> Prepared:
     get_model(spec.train.model)  # an unknown model: "did you mean", before the data
     dataset = load_dataset(resolve_card(spec.dataset))
     # the spec as records state it (transition: T's flip rate; human: its labels' rate
-    # and hash), T, and human noise's fixed labels (None: drawn from T per noise seed)
+    # and hash), T (instance noise: the expected one), and human noise's fixed labels
+    # (None: drawn per noise seed)
     noise, t, fixed = spec.noise.realize(dataset)
     _probe(method, params, dataset.num_classes, t)
     if teacher is not None:
         _probe(get_method(teacher.method), teacher.params, dataset.num_classes, t)
     check_size(spec, dataset)
     draws = [
-        draw_noise(dataset, t, noise.mode, seed, spec.train.val_fraction, labels=fixed)
+        draw_member(dataset, noise, t, seed, spec.train.val_fraction, labels=fixed)
         for seed in noise_seeds
     ]
-    noisy, train_idx, val_idx = (np.stack(parts) for parts in zip(*draws, strict=True))
+    noisy, train_idx, val_idx = (
+        np.stack([getattr(d, part) for d in draws])
+        for part in ("noisy", "train", "val")
+    )
     return Prepared(
         spec=replace(
             spec, params=params, noise=noise, noise_seeds=noise_seeds, teacher=teacher
@@ -172,6 +185,9 @@ def prepare(spec: RunSpec) -> Prepared:
         noisy=noisy,
         train_idx=train_idx,
         val_idx=val_idx,
+        oracle=np.stack([d.transition for d in draws])
+        if noise.kind == "instance"
+        else None,
     )
 
 
@@ -306,12 +322,19 @@ def draw_noise(
     the validation split is stratified by the *noisy* label (DESIGN §4). Its size depends
     only on the pool size, so every seed's split has the same shape. Fixed `labels`
     (human noise) are data, not draws: every noise seed gets them, only its split differs.
+    Class-conditional and human noise only: instance noise is drawn by `draw_member`.
     """
     if labels is None:
         seed = derive_seed("noise", dataset.name, matrix_sha(t), mode, noise_seed)
         noisy = corrupt(dataset.y, t, seed=seed, mode=mode)
     else:
         noisy = np.array(labels, dtype=dataset.y.dtype)  # a copy each seed owns
+    return noisy, *_split(dataset, noisy, noise_seed, val_fraction)
+
+
+def _split(
+    dataset: Dataset, noisy: np.ndarray, noise_seed: int, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     train, val = stratified_split(
         noisy, val_fraction, seed=derive_seed("val", dataset.name, noise_seed)
     )
@@ -319,7 +342,48 @@ def draw_noise(
         raise UserError(
             f"dataset {dataset.name} is too small for a {val_fraction:g} validation split"
         )
-    return noisy, train, val
+    return train, val
+
+
+@dataclass(frozen=True)
+class NoiseDraw:
+    """One noise seed's corruption of the training pool."""
+
+    noisy: np.ndarray  # (N,) the pool's noisy labels
+    train: np.ndarray  # (n_train,) indices into the pool
+    val: np.ndarray  # (n_val,)
+    # (K, K) the true T of this draw, the oracle of methods that require T: the noise's
+    # T, or for instance noise the per-class mean of the draw's per-sample rows
+    transition: np.ndarray
+    rows: np.ndarray | None = None  # instance noise: each sample's row of T(x), (N, K)
+
+
+def draw_member(
+    dataset: Dataset,
+    noise: NoiseSpec,
+    t: np.ndarray,
+    noise_seed: int,
+    val_fraction: float,
+    *,
+    labels: np.ndarray | None = None,
+) -> NoiseDraw:
+    """`draw_noise` for any realized spec (`noise, t, labels = spec.realize(dataset)`).
+
+    Instance noise is drawn per sample (Xia et al. 2020, `noisebench.instance`) from a
+    seed of (dataset, rate, its std, noise seed), never the training seed; its split
+    is drawn as every other noise's, stratified by the noisy labels."""
+    if noise.kind != "instance":
+        noisy, train, val = draw_noise(
+            dataset, t, noise.mode, noise_seed, val_fraction, labels=labels
+        )
+        return NoiseDraw(noisy, train, val, t)
+    from noisebench.instance import STD, class_transition, instance_noise
+
+    seed = derive_seed("instance noise", dataset.name, noise.rate, STD, noise_seed)
+    noisy, rows = instance_noise(dataset, noise.rate, seed=seed)
+    train, val = _split(dataset, noisy, noise_seed, val_fraction)
+    oracle = class_transition(dataset.y, rows, dataset.num_classes)
+    return NoiseDraw(noisy, train, val, oracle, rows)
 
 
 TUNING_PHASES = ("tune",)
@@ -358,7 +422,7 @@ def run(
         num_classes=ds.num_classes,
         seeds=list(spec.seeds),
         transition=torch.as_tensor(
-            prepared.transition, dtype=torch.float32, device=device
+            prepared.oracle_transition(), dtype=torch.float32, device=device
         )
         if needs_t
         else None,
@@ -372,7 +436,7 @@ def run(
         task, estimator_seconds = stages.with_estimated_transition(
             prepared, task, device
         )
-        truth = torch.as_tensor(prepared.transition)
+        truth = torch.as_tensor(prepared.oracle_transition())
         t_error = estimation_error(task.transition, truth).cpu()
     teacher_seconds, taught = 0.0, None
     if spec.teacher is not None:

@@ -19,10 +19,21 @@ from noisebench.sampling import largest_remainder
 if TYPE_CHECKING:
     from noisebench.data import Dataset
 
-NOISE_TYPES = ("symmetric", "uniform", "pairflip", "asymmetric", "transition", "human")
+NOISE_TYPES = (
+    "symmetric",
+    "uniform",
+    "pairflip",
+    "asymmetric",
+    "transition",
+    "instance",
+    "human",
+)
 MODES = ("exact", "random")
 # The mode of human noise: its labels are data read from a file, not draws from T.
 FIXED = "fixed"
+# The mode of instance noise: each label is drawn from its own row of T(x), so there
+# are no per-class counts to make exact.
+PER_SAMPLE = "random"
 # Rates at or above these make the noisy label no longer the most likely one in some row.
 _LIMITS = {
     "symmetric": lambda k: (k - 1) / k,
@@ -326,6 +337,11 @@ class NoiseSpec:
     human:      per-sample labels `noise_key` of `noise_file`, the same for every noise
                 seed; its mode is "fixed" (the default "exact" is read so; "random" is
                 refused), and `labels_sha` (set by `realize`) identifies the labels.
+    instance:   Xia et al. 2020's instance-dependent noise (`noisebench.instance`):
+                each label drawn from its own row of T(x), so its mode is "random"
+                (the default "exact" is read so); `rate` in [0, 1), below 0.5 unless
+                `allow_unidentifiable`. Its nominal T is the expected one, symmetric
+                with the mean flip rate; each draw's own T is the oracle.
     transition: T from `transition_file`, or the T that the labels of a human-noise
                 file realize (`transition_from`, `noise_key`): its synthetic twin.
     """
@@ -350,6 +366,9 @@ class NoiseSpec:
                 f"--noise-mode {self.mode} does not apply to human noise: its labels "
                 "are fixed by the file, not drawn"
             )
+        elif self.kind == "instance" and self.mode in MODES:
+            # per sample whatever the mode: "exact" (the default) is read as "random"
+            object.__setattr__(self, "mode", PER_SAMPLE)
         elif self.mode not in MODES:
             raise unknown("noise mode", self.mode, MODES)
         if (self.kind == "human") != (self.noise_file is not None):
@@ -377,9 +396,18 @@ class NoiseSpec:
     def matrix(
         self, num_classes: int, class_map: dict[int, int] | None = None
     ) -> np.ndarray:
-        """T of a noise model that needs no data (not human noise or its twin)."""
+        """T of a noise model that needs no data (not human noise or its twin); for
+        instance noise, the expected T over its draws."""
         if self.kind == "human" or self.transition_from is not None:
             raise ValueError("human noise and its twin need the data: use realize()")
+        if self.kind == "instance":
+            from noisebench.instance import check_rate, expected_transition
+
+            k = _class_count(num_classes)
+            if k < 2:
+                raise UserError(f"noise needs at least 2 classes, got {k}")
+            rate = check_rate(self.rate, allow_unidentifiable=self.allow_unidentifiable)
+            return expected_transition(k, rate)
         if self.kind == "transition":
             return load_transition(
                 self.transition_file,
@@ -400,7 +428,9 @@ class NoiseSpec:
         """(this spec as records state it, T, the pool's fixed noisy labels or None).
 
         A `transition` spec's rate becomes T's mean flip probability; a `human` spec's
-        the rate its labels realize, with their hash. None: labels are drawn from T."""
+        the rate its labels realize, with their hash. None: labels are drawn from T, or
+        for instance noise per sample (`experiment.draw_member`; T is then the
+        expected one, as data-free as the rate)."""
         from dataclasses import replace
 
         if self.kind == "human" or self.transition_from is not None:

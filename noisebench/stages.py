@@ -27,6 +27,8 @@ def estimator_identity(prepared: Prepared) -> dict[str, Any]:
     return {
         "dataset_sha": prepared.dataset.sha,
         "transition_sha": matrix_sha(prepared.transition),
+        # instance noise's nominal T can equal a symmetric one; its draws differ
+        "noise_kind": spec.noise.kind,
         "noise_mode": spec.noise.mode,
         "labels_sha": spec.noise.labels_sha,  # human noise: the labels themselves
         "seeds": list(spec.seeds),
@@ -119,7 +121,7 @@ def with_teacher(prepared: Prepared, task, device):
                 y_clean=None,
                 seeds=seeds,
                 transition=torch.as_tensor(
-                    prepared.transition, dtype=torch.float32, device=device
+                    prepared.oracle_transition(), dtype=torch.float32, device=device
                 )
                 if needs_t
                 else None,

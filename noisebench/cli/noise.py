@@ -21,18 +21,18 @@ ValFraction = Annotated[
 
 
 def _draw(opts: options.NoiseOptions, noise_seed: int, val_fraction: float):
+    """(the spec as records state it, the dataset, the nominal T, the NoiseDraw)."""
     from noisebench.data import load_dataset, resolve_card
-    from noisebench.experiment import draw_noise
+    from noisebench.experiment import draw_member
 
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-fraction must lie in (0, 1), got {val_fraction:g}")
     ds = load_dataset(resolve_card(opts.dataset))
-    # the spec as records state it: a transition's rate from T, human noise's from its labels
+    # the spec as records state it: a transition's rate from T, human noise's from its
+    # labels; instance noise's T is the expected one, each draw has its own
     spec, t, fixed = opts.noise_spec().realize(ds)
-    noisy, train, val = draw_noise(
-        ds, t, spec.mode, noise_seed, val_fraction, labels=fixed
-    )
-    return spec, ds, t, noisy, train, val
+    draw = draw_member(ds, spec, t, noise_seed, val_fraction, labels=fixed)
+    return spec, ds, t, draw
 
 
 @app.command("show")
@@ -44,12 +44,15 @@ def show(
     as_json: options.Json = False,
 ) -> None:
     """Print the nominal transition matrix T and the realized one (row-normalized counts).
-    For human noise both are the T its labels realize."""
+    For human noise both are the T its labels realize. For instance noise the nominal T
+    is the expected one over its draws, and this draw's own T (the per-class mean of its
+    per-sample rows, what methods that require T get) is shown between the two."""
     import numpy as np
 
     from noisebench.noise import confusion, realized_rate
 
-    spec, ds, t, noisy, _, _ = _draw(opts, noise_seed, val_fraction)
+    spec, ds, t, draw = _draw(opts, noise_seed, val_fraction)
+    noisy = draw.noisy
     counts = confusion(ds.y, noisy, ds.num_classes)
     realized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     rate = realized_rate(ds.y, noisy)
@@ -61,6 +64,8 @@ def show(
                     "dataset": ds.name,
                     "noise_seed": noise_seed,
                     "nominal": t.tolist(),
+                    # the oracle T of this draw (instance noise: its own; else nominal)
+                    "draw": draw.transition.tolist(),
                     "realized": realized.tolist(),
                     "counts": counts.tolist(),
                     "realized_rate": rate,
@@ -72,10 +77,13 @@ def show(
     from rich.table import Table
 
     console = options.stdout_console()
-    for title, matrix in (
-        ("nominal T", t),
-        ("realized T (counts / class size)", realized),
-    ):
+    matrices = [("nominal T", t), ("realized T (counts / class size)", realized)]
+    if spec.kind == "instance":
+        matrices[:1] = [
+            ("expected T (over the draws of W and q)", t),
+            ("this draw's T (mean per-sample row per class)", draw.transition),
+        ]
+    for title, matrix in matrices:
         table = Table(
             title=f"{ds.name}, {spec.kind} {spec.rate:g} ({spec.mode}): {title}",
             caption="rows: clean class i; columns: noisy class j",
@@ -101,14 +109,17 @@ def export(
     noise_seed: NoiseSeed = 0,
     val_fraction: ValFraction = 0.1,
 ) -> None:
-    """Write the exact corruption (features, clean and noisy labels, split, T, spec) to an .npz."""
+    """Write the exact corruption (features, clean and noisy labels, split, T, spec) to an
+    .npz. For instance noise, T is this draw's own (the oracle methods get), and
+    `rows` holds each training-pool sample's row of T(x)."""
     import os
 
     import numpy as np
 
     if out.suffix != ".npz":
         raise UserError(f"--out must end in .npz, got '{out.name}'")
-    spec, ds, t, noisy, train, val = _draw(opts, noise_seed, val_fraction)
+    spec, ds, t, draw = _draw(opts, noise_seed, val_fraction)
+    noisy, train, val = draw.noisy, draw.train, draw.val
     meta = {
         "dataset": ds.name,
         "dataset_sha": ds.sha,
@@ -116,6 +127,12 @@ def export(
         "noise_seed": noise_seed,
         "val_fraction": val_fraction,
     }
+    extra = {}
+    if draw.rows is not None:
+        from noisebench.instance import STD
+
+        meta["instance"] = {"std": STD, "nominal_transition": t.tolist()}
+        extra["rows"] = draw.rows
     tmp = out.with_name(f".{out.name}.tmp.npz")
     try:
         np.savez_compressed(
@@ -127,8 +144,9 @@ def export(
             val_idx=val,
             x_test=ds.x_test,
             y_test=ds.y_test,
-            transition=t,
+            transition=draw.transition,
             spec=np.array(json.dumps(meta)),
+            **extra,
         )
         os.replace(tmp, out)
     except OSError as err:

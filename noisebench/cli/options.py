@@ -41,13 +41,17 @@ Dataset = Annotated[
     ),
 ]
 NoiseRate = Annotated[
-    float, typer.Option("--noise", help="Nominal noise rate r in [0, 1].")
+    float,
+    typer.Option(
+        "--noise", help="Nominal noise rate r in [0, 1] (instance noise: [0, 1))."
+    ),
 ]
 NoiseType = Annotated[
     str,
     typer.Option(
         "--noise-type",
-        help="symmetric | uniform | pairflip | asymmetric | transition | human.",
+        help="symmetric | uniform | pairflip | asymmetric | transition | instance "
+        "(Xia et al. 2020) | human.",
     ),
 ]
 NoiseMode = Annotated[
@@ -55,7 +59,7 @@ NoiseMode = Annotated[
     typer.Option(
         "--noise-mode",
         help="exact (per-class counts, the default) | random (per label). Not for "
-        "human noise, whose labels are fixed.",
+        "human noise, whose labels are fixed; instance noise is random (per sample).",
         show_default=False,
     ),
 ]
@@ -297,6 +301,13 @@ class NoiseOptions:
                 self.noise == 0,
                 "--noise does not apply to --noise-type human: its rate is the one "
                 "the labels of --noise-file realize",
+            )
+        if self.noise_type == "instance":  # each label has its own row of T(x)
+            _check(
+                self.noise_mode != "exact",
+                "--noise-mode exact does not apply to --noise-type instance: each label "
+                "is drawn from its own row of T(x), so there are no per-class counts to "
+                "make exact (its mode is random)",
             )
         self.noise_spec()  # the combinations of types and files, checked once there
 
