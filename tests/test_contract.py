@@ -10,6 +10,7 @@ from noisebench.registry import load_errors
 from noisebench.testing import CONTRACT
 
 BUILTIN = {"ce", "ls", "gls", "forward", "backward", "flip"}
+BUILTIN |= {"gce", "sce", "bootstrap_soft", "bootstrap_hard", "nce_mae"}
 
 
 def test_builtin_methods_registered_without_load_errors():
