@@ -195,6 +195,14 @@ class Method:
     def __call__(self, logits, labels, ctx: Context, **params: Any):
         return self.fn(logits, labels, ctx, **params)
 
+    def needs(self) -> list[str]:
+        """What the engine provides beyond logits and labels, in words."""
+        state = [
+            f"per-sample state '{k}' ({'N×K' if spec.classes else 'N'})"
+            for k, spec in self.state.items()
+        ]
+        return [*self.requires, *state, *(["paired networks"] if self.paired else [])]
+
     def step(
         self, logits, labels, ctx: Context, **params: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -47,6 +47,11 @@ def methods(ctx: typer.Context, as_json: options.Json = False) -> None:
                 },
                 "neutral": m.neutral,
                 "requires": list(m.requires),
+                "state": {
+                    k: {"per_class": spec.classes, "selection": spec.selection}
+                    for k, spec in m.state.items()
+                },
+                "paired": m.paired,
                 "paper": m.paper,
                 "origin": m.origin,
                 "source": METHODS.origin(m.name),
@@ -78,7 +83,7 @@ def methods(ctx: typer.Context, as_json: options.Json = False) -> None:
             m.name if m.origin == "builtin" else f"{m.name}\n({m.origin})",
             m.summary,
             params or "—",
-            ", ".join(m.requires) or "—",
+            "\n".join(m.needs()) or "—",
             str(m.version),
             m.paper or "—",
         )
