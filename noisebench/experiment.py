@@ -517,6 +517,9 @@ def run(
                 "flip_auroc": metrics.flip_detection_auroc(
                     logits, y_noisy, y_clean[train]
                 ),
+                "label_precision": None
+                if record["selected_clean_curve"] is None
+                else _last_finite(result.selected_clean[s]),
             }
             if score_test:
                 record |= _test_metrics(result, s, y_test)

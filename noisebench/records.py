@@ -31,6 +31,7 @@ METRICS = (
     "mem_noisy",
     "mem_clean",
     "flip_auroc",
+    "label_precision",
     "temperature",
     "ece_scaled",
 )

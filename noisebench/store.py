@@ -98,6 +98,8 @@ SCHEMA = pa.schema(
         ("mem_noisy", _f64),
         ("mem_clean", _f64),
         ("flip_auroc", _f64),
+        # a selecting method's last selected_clean_curve value; null for other methods
+        ("label_precision", _f64),
         ("transition_error", _f64),
         ("wall_time_s", _f64),  # the ensemble's wall time divided by its members
         ("ensemble_size", _i32),  # members trained together
@@ -146,6 +148,7 @@ ADDED_IN = {
     "teacher": 6,
     "temperature": 7,
     "ece_scaled": 7,
+    "label_precision": 8,
     "selected_curve": 8,
     "selected_clean_curve": 8,
 }

@@ -278,7 +278,8 @@ def check_state_isolated(method: Method) -> None:
     gap = (both.pool_logits[0] - alone.pool_logits[0]).abs().max().item()
     assert gap < 1e-4, (
         f"seed 0 trained beside seed 1 ends {gap:.3g} away (max logit difference) from "
-        "seed 0 trained alone: state or pairs leak across seeds"
+        "seed 0 trained alone: state or pairs leak across seeds or runs (keep state in "
+        "ctx.state, never in globals)"
     )
 
 

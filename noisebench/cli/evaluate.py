@@ -133,10 +133,14 @@ def results_json(records) -> dict:
 
 
 def _summary_rows(records) -> tuple[tuple[str, str, int], ...]:
-    """SUMMARY, plus the error of T̂ when the runs estimated T."""
+    """SUMMARY, plus the error of T̂ when the runs estimated T, and the label precision
+    of a method that selects its samples."""
+    rows = SUMMARY
     if records and records[0]["transition_source"] == "estimated":
-        return (*SUMMARY, ("transition_error", "T estimation error ‖T̂−T‖₁/‖T‖₁", 1))
-    return SUMMARY
+        rows = (*rows, ("transition_error", "T estimation error ‖T̂−T‖₁/‖T‖₁", 1))
+    if records and records[0].get("label_precision") is not None:
+        rows = (*rows, ("label_precision", "selected: clean labels (last epoch)", 100))
+    return rows
 
 
 def _num(x: float) -> float | None:
