@@ -295,6 +295,36 @@ def test_prepare_gives_each_member_its_draws_t(digits, monkeypatch):
     )
 
 
+def test_estimated_t_is_scored_against_each_draws_t(digits, monkeypatch, single_thread):
+    """--transition estimated: T̂'s error is measured against the member's own T."""
+    import torch
+
+    from noisebench import stages
+    from noisebench.experiment import run
+    from noisebench.transition import estimation_error
+
+    spec = RunSpec(
+        method="backward",
+        params={},
+        dataset="digits",
+        noise=NoiseSpec(kind="instance", rate=0.3),
+        train=train_config_for(digits.card, epochs=1, hidden=(16,)),
+        seeds=(0, 1),
+        transition="estimated",
+    )
+    prepared = prepare(spec)
+    t_hat = torch.eye(K).repeat(2, 1, 1) * 0.9 + 0.01  # what the estimator "found"
+
+    def estimated(prepared, task, device):
+        return replace(task, transition=t_hat, transition_source="estimated"), 0.0
+
+    monkeypatch.setattr(stages, "with_estimated_transition", estimated)
+    records = run(prepared)
+    truth = estimation_error(t_hat, torch.as_tensor(prepared.oracle))
+    assert [r["transition_error"] for r in records] == pytest.approx(truth.tolist())
+    assert records[0]["transition_error"] != records[1]["transition_error"]
+
+
 def test_the_mode_is_per_sample():
     assert NoiseSpec(kind="instance", rate=0.2).mode == "random"
     assert NoiseSpec(kind="instance", rate=0.2, mode="exact").mode == "random"
@@ -322,11 +352,11 @@ def test_high_rates_run_when_allowed():
     assert np.diag(spec.matrix(K)) == pytest.approx(1 - mean_flip_rate(0.6))
 
 
-def test_evaluate_records_instance_noise(digits, tmp_path):
+def test_evaluate_records_instance_noise(digits, tmp_path, single_thread):
     store = tmp_path / "store"
     result = invoke(
         *("evaluate", "--method", "ce", "--noise-type", "instance", "--noise", "0.4"),
-        *("--epochs", "2", "--seeds", "2", "--hidden", "32"),
+        *("--epochs", "1", "--seeds", "2", "--hidden", "32"),
         *("--store", str(store), "--json"),
     )
     assert result.exit_code == 0, result.output
