@@ -31,6 +31,8 @@ NOISE_NOTES = {
     "pairflip": "T[i,i] = 1-r, T[i,i+1 mod K] = r",
     "asymmetric": "the dataset card's class map: T[i,i] = 1-r, T[i,m(i)] = r for mapped classes",
     "transition": "a user-supplied transition matrix",
+    "instance": "instance-dependent (Xia et al. 2020): each sample flips with its own rate, drawn from N(r, 0.1²) truncated to [0, 1], to a class its features pick",
+    "human": "human labels read from a file (CIFAR-N); r is the rate they realize",
 }
 # What can mean something in GitHub-flavoured markdown or HTML: links and images
 # ([ ] !), tags and autolinks (< >), entities (&), emphasis and strikethrough (* _ ~),
