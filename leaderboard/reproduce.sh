@@ -27,7 +27,8 @@ run_setup() {  # defaults, estimated T, then the tuned rows of one dataset x mod
   local setting kind rate method
   for setting in "${noise_settings[@]}"; do
     read -r kind rate <<<"$setting"
-    for method in ce ls gls forward backward flip; do
+    for method in ce ls gls forward backward flip \
+        gce sce bootstrap_soft bootstrap_hard nce_mae elr coteaching; do
       noisebench evaluate "$@" --method "$method" --noise-type "$kind" --noise "$rate" \
         --seeds 5 --store "$store" --json >/dev/null
     done
