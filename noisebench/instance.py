@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 # the standard deviation of the per-sample flip rates: Xia et al.'s `norm_std`, the
 # value every copy of the generator uses
 STD = 0.1
+# Bumped whenever a draw for the same (dataset, rate, seed) would change (features,
+# order of draws): it enters the configuration hash, so old records never pass for new.
+GENERATOR = f"xia2020-v1-std{STD:g}"
 # nominal rates at or above this make most samples' noisy label more likely wrong
 LIMIT = 0.5
 

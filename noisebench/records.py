@@ -79,9 +79,20 @@ def config_identity(prepared: Prepared) -> dict[str, Any]:
         },
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,
+        **noise_generator(spec.noise.kind),
         # distillation: the teacher; absent otherwise, so other hashes stay as they were
         **({"teacher": teacher_identity(spec.teacher)} if spec.teacher else {}),
     }
+
+
+def noise_generator(kind: str) -> dict[str, str]:
+    """Instance noise's generator version, for configuration and study identities;
+    empty for every other noise type, so their hashes stay as they were."""
+    if kind != "instance":
+        return {}
+    from noisebench.instance import GENERATOR
+
+    return {"noise_generator": GENERATOR}
 
 
 def config_hash(prepared: Prepared) -> str:
@@ -157,6 +168,7 @@ def common_fields(
         "noise_rate": float(spec.noise.rate),
         "transition_sha": matrix_sha(prepared.transition),
         "transition_source": spec.transition,
+        **noise_generator(spec.noise.kind),
         "class_map": canonical_json(prepared.dataset.class_map)
         if spec.noise.kind == "asymmetric"
         else None,

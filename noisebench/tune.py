@@ -107,6 +107,7 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
     """What a study is about. Workers that agree on it share the study."""
     from noisebench.experiment import teacher_identity
     from noisebench.noise import matrix_sha
+    from noisebench.records import noise_generator
 
     return {
         "method": prepared.method.name,
@@ -122,6 +123,7 @@ def study_identity(spec: TuneSpec, prepared: Prepared) -> dict[str, Any]:
             "mode": spec.base.noise.mode,
         },
         "transition_sha": matrix_sha(prepared.transition),
+        **noise_generator(spec.base.noise.kind),
         # distillation: the teacher (absent otherwise, so other studies keep their names)
         **(
             {"teacher": teacher_identity(prepared.spec.teacher)}

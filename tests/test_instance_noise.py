@@ -445,3 +445,24 @@ def test_the_generator_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_generator_version_is_part_of_the_configuration(digits, monkeypatch):
+    """A changed generator makes a new configuration; other noise types keep their hash."""
+    from noisebench.records import config_hash
+
+    def hash_of(kind: str) -> str:
+        spec = RunSpec(
+            method="ce",
+            params={},
+            dataset="digits",
+            noise=NoiseSpec(kind=kind, rate=0.3),
+            train=train_config_for(digits.card, epochs=1),
+            seeds=(0,),
+        )
+        return config_hash(prepare(spec))
+
+    before = {kind: hash_of(kind) for kind in ("instance", "symmetric")}
+    monkeypatch.setattr(instance, "GENERATOR", "xia2020-v2-std0.1")
+    assert hash_of("instance") != before["instance"]
+    assert hash_of("symmetric") == before["symmetric"]
