@@ -198,10 +198,10 @@ class Method:
     def needs(self) -> list[str]:
         """What the engine provides beyond logits and labels, in words."""
         state = [
-            f"per-sample state '{k}' ({'N×K' if spec.classes else 'N'})"
+            f"state {k} ({'N×K' if spec.classes else 'N'})"
             for k, spec in self.state.items()
         ]
-        return [*self.requires, *state, *(["paired networks"] if self.paired else [])]
+        return [*self.requires, *state, *(["pairs"] if self.paired else [])]
 
     def step(
         self, logits, labels, ctx: Context, **params: Any

@@ -65,27 +65,22 @@ def methods(ctx: typer.Context, as_json: options.Json = False) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(entries)} methods")
-    for column in (
-        "name",
-        "summary",
-        "parameters (default, search space)",
-        "needs",
-        "v",
-        "paper",
-    ):
-        table.add_column(column, overflow="fold")
+    # names and parameters never fold (they are typed back in); the prose does
+    table.add_column("name", no_wrap=True)
+    table.add_column("summary, paper", overflow="fold", ratio=1, min_width=16)
+    table.add_column("params: default,\n  search space", no_wrap=True)
+    table.add_column("needs", overflow="fold", min_width=10)
     for m in entries:
         params = "\n".join(
-            f"{k}={m.defaults[k]!r} in {m.search_space[k].describe()}"
+            f"{k}={m.defaults[k]!r}\n  {m.search_space[k].describe()}"
             for k in m.defaults
         )
+        origin = "" if m.origin == "builtin" else f"\n({m.origin})"
         table.add_row(
-            m.name if m.origin == "builtin" else f"{m.name}\n({m.origin})",
-            m.summary,
+            f"{m.name}{origin}\n  version {m.version}",
+            m.summary + (f"\n{m.paper}" if m.paper else ""),
             params or "—",
             "\n".join(m.needs()) or "—",
-            str(m.version),
-            m.paper or "—",
         )
     console = options.stdout_console()
     console.print(table)
