@@ -120,3 +120,28 @@ def test_a_store_of_mixed_schemas_is_refused_with_the_fix(tmp_path):
         assert "noisebench store upgrade" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "README.md").exists()
+
+
+def test_label_precision_averages_the_seeds_curves_beside_every_sample():
+    rows = [
+        r
+        | {
+            "selected_clean_curve": [0.8, 0.9 + 0.02 * s],
+            "realized_rate": 0.2 + 0.02 * s,
+        }
+        for s, r in enumerate(runs("coteaching", 0.2, params='{"forget_rate":0.2}'))
+    ]
+    rows += runs("ce", 0.2)  # selects nothing: no curve, no panel of its own
+    rows += runs("ce", 0.0)  # no noisy label: no panel
+    (board,) = lb.boards(rows)
+    panels, _ = data(figures.label_precision(board, title="t"))
+    ((name, baseline, (curve,)),) = panels
+    assert name == "r = 0.2" and baseline == pytest.approx(1 - 0.21)
+    assert curve.label.startswith("coteaching") and curve.values == pytest.approx(
+        (0.8, 0.91)
+    )
+    assert "label precision of the selected samples" in figures.board_figures(
+        board, "t"
+    )
+    (plain,) = lb.boards(runs("ce", 0.2))
+    assert figures.label_precision(plain, title="t") is None

@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from noisebench.leaderboard import plots
-from noisebench.leaderboard.plots import Curves, Reliability, Series
+from noisebench.leaderboard.plots import Curves, Precision, Reliability, Series
 
 RATES = (0.0, 0.2, 0.4, 0.6, 0.8)
 HOSTILE = "a$\\frac{$b"  # unbalanced math: matplotlib raises on it unless escaped
@@ -313,6 +313,38 @@ def test_memorization_panels_and_line_data():
         np.testing.assert_array_equal(cl.get_ydata(), c.fit_clean)
     with pytest.raises(ValueError, match="two lines"):
         plots.figure_memorization(curves, title="t", max_lines=1)
+
+
+# label precision
+
+
+def test_label_precision_panels_curves_and_baseline():
+    panels = [
+        (
+            "r = 0.2",
+            0.8,
+            [Precision("a", (0.8, 0.9, 0.95)), Precision("b", (0.8, 0.85))],
+        ),
+        ("r = 0.4", 0.6, [Precision("a", (0.6, 0.7, 0.8))]),
+    ]
+    fig = plots.figure_label_precision(panels, title="t")
+    assert len(fig.axes) == 2
+    colours = {}
+    for ax, (name, baseline, curves) in zip(fig.axes, panels, strict=True):
+        assert ax.get_title() == name
+        drawn = {line.get_label(): line for line in lines(ax, "precision")}
+        assert sorted(drawn) == sorted(c.label for c in curves)
+        for c in curves:
+            line = drawn[c.label]
+            assert list(line.get_xdata()) == list(range(1, len(c.values) + 1))
+            np.testing.assert_array_equal(line.get_ydata(), c.values)
+            colours.setdefault(c.label, line.get_color())
+            assert line.get_color() == colours[c.label]  # one colour per method
+        (base,) = lines(ax, "baseline")
+        assert set(base.get_ydata()) == {baseline} and base.get_linestyle() == ":"
+        assert list(base.get_xdata()) == [1, max(len(c.values) for c in curves)]
+    with pytest.raises(ValueError, match="no panels"):
+        plots.figure_label_precision([], title="t")
 
 
 # save

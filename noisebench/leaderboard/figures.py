@@ -27,8 +27,10 @@ from noisebench.leaderboard.aggregate import (
 )
 from noisebench.leaderboard.plots import (
     Curves,
+    Precision,
     Reliability,
     Series,
+    figure_label_precision,
     figure_memorization,
     figure_reliability,
     figure_small_multiples,
@@ -201,6 +203,29 @@ def memorization(board: Board, *, title: str):
     return partial(figure_memorization, curves, title=f"{title} (noise rate {rate:g})")
 
 
+def label_precision(board: Board, *, title: str):
+    """Per noisy rate, for every line whose records carry a selection curve (Co-teaching,
+    as run and tuned): the label precision per epoch, mean over the cell's `ok` seeds,
+    beside the precision of using every sample."""
+    panels = []
+    for rate in [r for r in board.rates if r > 0]:
+        curves, realized = [], []
+        for line, row in board.cells.items():
+            cell = row.get(rate)
+            records = [] if cell is None else cell.by_status(OK)
+            records = [r for r in records if r.get("selected_clean_curve")]
+            if not records:
+                continue
+            curve = np.nanmean([r["selected_clean_curve"] for r in records], axis=0)
+            curves.append(Precision(line.label, tuple(curve.tolist())))
+            realized += [r["realized_rate"] for r in records]
+        if curves:
+            panels.append((f"r = {rate:g}", 1.0 - float(np.mean(realized)), curves))
+    if not panels:
+        return None
+    return partial(figure_label_precision, panels, title=title)
+
+
 Drawing = Callable[[], Any]  # () -> a matplotlib Figure
 
 
@@ -227,6 +252,9 @@ def board_figures(board: Board, title: str) -> dict[str, Drawing]:
             board, title=f"{title}: realized T"
         ),
         "memorization curves": memorization(board, title=f"{title}: memorization"),
+        "label precision of the selected samples": label_precision(
+            board, title=f"{title}: label precision of the selected samples"
+        ),
     }
     return {caption: fig for caption, fig in made.items() if fig is not None}
 
@@ -238,4 +266,5 @@ FILE_NAMES = {
     "reliability diagrams": "reliability",
     "realized transition matrices": "transitions",
     "memorization curves": "memorization",
+    "label precision of the selected samples": "label-precision",
 }

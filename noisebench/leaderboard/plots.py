@@ -393,6 +393,62 @@ def figure_memorization(
     return fig
 
 
+@dataclass(frozen=True)
+class Precision:
+    """Of the samples a selecting method (Co-teaching) trained on in each epoch, the
+    fraction whose noisy label is clean; mean over seeds."""
+
+    label: str
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+
+
+def figure_label_precision(
+    panels: Sequence[tuple[str, float, Sequence[Precision]]], *, title: str
+) -> Figure:
+    """One panel per (title, baseline, curves): each method's label precision against
+    the epoch (1-based), and as a grey dotted line the baseline, the precision of
+    training on every sample (1 - the realized flip rate): the Co-teaching paper's
+    label-precision plot.
+
+    Gids: "precision" on the curves, "baseline" on the reference line."""
+    if not panels:
+        raise ValueError("figure_label_precision: no panels")
+    labels = sorted({c.label for _, _, curves in panels for c in curves})
+    palette = colours_for(labels)
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(panels), panel=(3.8, 3.0), sharey=True)
+    for ax, (name, baseline, curves) in zip(axes, panels, strict=True):
+        longest = max((len(c.values) for c in curves), default=1)
+        for c in curves:
+            epochs = np.arange(1, len(c.values) + 1)
+            ax.plot(
+                epochs,
+                c.values,
+                color=palette[c.label],
+                label=_plain(c.label),
+                gid="precision",
+            )
+        ax.plot(
+            [1, longest],
+            [baseline, baseline],
+            color=_REFERENCE_GREYS[0],
+            linestyle=":",
+            label="every sample",
+            gid="baseline",
+        )
+        ax.set_title(_plain(name), fontsize="medium")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", framealpha=0.85, loc="lower right")
+    fig.supxlabel("epoch")
+    fig.supylabel("clean labels among the samples trained on")
+    fig.suptitle(_plain(title))
+    return fig
+
+
 def figure_scatter(
     panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
     *,
