@@ -256,8 +256,10 @@ def check_smoke_fit(method: Method) -> None:
 
 
 def check_state_isolated(method: Method) -> None:
-    """Per-sample state and pairs never leak across seeds: a seed trained beside another
-    ends exactly as it does alone (methods with state or pairs only)."""
+    """State never leaks: a seed trained beside another ends as it does alone.
+
+    Per-sample state and paired networks only; a state kept in module globals instead
+    of `ctx.state` leaks from one run into the next, and fails too."""
     from noisebench.engine import TrainConfig, fit
 
     if not (method.state or method.paired):
@@ -284,8 +286,10 @@ def check_state_isolated(method: Method) -> None:
 
 
 def check_pair_neutral(method: Method) -> None:
-    """A paired method whose two networks start identical trains, at its neutral params,
-    exactly the one-network cross-entropy model (paired methods with neutral params only)."""
+    """Identical paired networks at neutral params train the one-network CE model.
+
+    Paired methods with neutral params only: at forget rate 0, say, two networks that
+    start identical must train exactly what one network trains with cross-entropy."""
     from noisebench.engine import TrainConfig, fit
     from noisebench.registry import get_method
 
