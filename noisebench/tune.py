@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -620,14 +621,25 @@ def tune(
     )
 
 
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """CPU threads for each of `workers` local workers: the cores shared out, at least
+    one each. Left alone, torch gives every process one thread per core, so N workers
+    would run N threads per core and contend for them."""
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
 def _spawn_workers(
     spec: TuneSpec, store: Path | None, workers: int, name: str, url: str
 ) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    threads = worker_threads(workers)
     procs = [
-        context.Process(target=_worker_main, args=(spec, store, name, url))
+        context.Process(target=_worker_main, args=(spec, store, name, url, threads))
         for _ in range(workers)
     ]
     for p in procs:
@@ -641,7 +653,12 @@ def _spawn_workers(
         )
 
 
-def _worker_main(spec: TuneSpec, store: Path | None, name: str, url: str) -> None:
+def _worker_main(
+    spec: TuneSpec, store: Path | None, name: str, url: str, threads: int
+) -> None:
+    import torch
+
+    torch.set_num_threads(min(torch.get_num_threads(), threads))
     prepared = tuning_run(spec)
     storage = open_storage(url, heartbeat=spec.heartbeat)
     study = open_study(spec, prepared, storage, name)

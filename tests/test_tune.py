@@ -421,3 +421,13 @@ def test_a_cell_left_failed_by_killed_workers_is_queued_again(tmp_path):
     study.tell(trial, state=TrialState.FAIL)
     (cell,) = sweep(suite, store=tmp_path)
     assert cell.ran and len(cell.final) == 2
+
+
+@pytest.mark.parametrize(
+    "workers, cores, threads", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (3, 16, 5)]
+)
+def test_local_workers_share_the_cores(workers, cores, threads):
+    from noisebench.tune import worker_threads
+
+    assert worker_threads(workers, cores) == threads
+    assert worker_threads(workers) >= 1  # this machine's own cores
