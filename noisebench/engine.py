@@ -631,7 +631,7 @@ def _fit_members(
                 fit_noisy[:, 0],
                 fit_clean[:, 0],
             )
-        if selection:
+        if selection and member_losses is method_loss:  # not during a CE warm-up
             chosen = state[selection[0]].gather(1, task.train_idx)
             chosen_hist[0, :, epoch] = chosen.mean(-1)
             if task.y_clean is not None:

@@ -286,3 +286,15 @@ def test_coteaching_from_the_cli_records_its_selection_curves(tmp_path):
         assert row["selected_curve"][0] == pytest.approx(1.0)  # epoch 0 forgets none
         assert 0.78 < row["selected_curve"][1] <= 0.8  # 20% forgotten at epoch 1
         assert 0 < row["selected_clean_curve"][1] <= 1
+
+
+def test_a_ce_warm_up_records_no_selection():
+    """During the warm-up every sample trains with CE: no selection to count."""
+    from dataclasses import replace
+
+    cot = get_method("coteaching")
+    task = blobs_task(num_classes=4, noise=0.3, method=cot, seeds=(0,))
+    config = replace(CONFIG, warmup=0.5)  # 2 of 4 epochs
+    result = fit(task, method=cot, params={"forget_rate": 0.5, "tk": 1}, config=config)
+    assert result.selected[0, :2].isnan().all()
+    assert result.selected[0, 2:].tolist() == pytest.approx([0.5] * 2, abs=0.02)
