@@ -21,6 +21,25 @@ from PIL import Image
 from noisebench.store import SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def logits_batch(k: int, b: int = 32, scale: float = 1.0, seed: int = 0):
+    """Random float32 logits (b, k) and labels (b,), reproducible."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, k, generator=g) * scale
+    y = torch.randint(k, (b,), generator=g)
+    return z, y
+
+
+def np_softmax(z) -> np.ndarray:
+    """softmax over the last axis in numpy float64, max-shifted."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 SHA = "0123456789abcdef"
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import logits_batch as batch
 
 import noisebench
 from noisebench.noise import transition_matrix
@@ -32,14 +33,6 @@ def ctx(k, t=None, seed=0):
         transition=None if t is None else torch.as_tensor(t),
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def batch(k, b=32, scale=1.0, seed=0):
-    """Random float32 logits (b, k) and labels (b,), reproducible."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(b, k, generator=g) * scale
-    y = torch.randint(k, (b,), generator=g)
-    return z, y
 
 
 def np_logp(z):

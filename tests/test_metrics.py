@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import np_softmax
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from noisebench import metrics
@@ -26,12 +27,6 @@ def batch(n, k, scale=1.0, seed=0):
     z = torch.randn(n, k, generator=g, dtype=torch.float64) * scale
     y = torch.randint(k, (n,), generator=g)
     return z, y
-
-
-def np_softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def np_logp(z):

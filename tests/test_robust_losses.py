@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import logits_batch as batch
+from helpers import np_softmax
 
 import noisebench
 from noisebench import UserError
@@ -30,20 +32,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def ctx(k):
     return noisebench.Context(num_classes=k)
-
-
-def batch(k, b=32, scale=1.0, seed=0):
-    """Random float32 logits (b, k) and labels (b,), reproducible."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(b, k, generator=g) * scale
-    y = torch.randint(k, (b,), generator=g)
-    return z, y
-
-
-def np_softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def np_onehot(y, k):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import np_softmax as _softmax
 from typer.testing import CliRunner
 
 from noisebench import Context, get_method
@@ -26,11 +27,6 @@ from noisebench.testing import blobs_task, check_state_isolated
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]], dtype=torch.float64)
 LABELS = torch.tensor([0, 2])
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def _elr_reference(z, y, target, *, lam, beta):
