@@ -349,6 +349,12 @@ def bytes_per_member(task: Task, config: TrainConfig) -> int:
     return member_bytes(task.sample_shape, task.num_classes, samples, config)
 
 
+def state_bytes(method: Method, task: Task) -> int:
+    """One member's per-sample state: a float32 row per pool sample and state."""
+    rows = sum(task.num_classes if s.classes else 1 for s in method.state.values())
+    return 4 * rows * task.x.shape[0]
+
+
 def member_bytes(
     input_shape: tuple[int, ...], num_classes: int, samples: int, config: TrainConfig
 ) -> int:
@@ -419,7 +425,8 @@ def fit(
     limit = max_members or max(
         1,
         min(
-            available_bytes(task.x.device) // bytes_per_member(task, config),
+            available_bytes(task.x.device)
+            // (bytes_per_member(task, config) + state_bytes(method, task)),
             stack_limit(task, config),
         ),
     )

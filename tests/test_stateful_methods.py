@@ -294,3 +294,13 @@ def test_a_ce_warm_up_records_no_selection():
     result = fit(task, method=cot, params={"forget_rate": 0.5, "tk": 1}, config=config)
     assert result.selected[0, :2].isnan().all()
     assert result.selected[0, 2:].tolist() == pytest.approx([0.5] * 2, abs=0.02)
+
+
+def test_the_memory_estimate_counts_the_state():
+    from noisebench.engine import state_bytes
+
+    task = blobs_task(num_classes=4, noise=0.3, method=get_method("ce"), seeds=(0,))
+    n = task.x.shape[0]
+    assert state_bytes(get_method("ce"), task) == 0
+    assert state_bytes(get_method("elr"), task) == 4 * n * 4  # (N, K) float32
+    assert state_bytes(get_method("coteaching"), task) == 4 * n  # (N,) float32
