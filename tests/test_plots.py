@@ -367,6 +367,24 @@ def test_save_writes_identical_png_bytes_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in first.parent.iterdir()] == ["x.png"]
 
 
+def test_saved_pngs_are_256_colours_and_look_as_rendered(tmp_path):
+    import io
+
+    from PIL import Image
+
+    path = tmp_path / "x.png"
+    reference = io.BytesIO()
+    small_figure().savefig(reference, format="png", dpi=100)
+    plots.save(small_figure(), path)
+    saved = Image.open(path)
+    assert saved.mode == "P" and len(saved.getcolors(256)) <= 256
+    want = np.asarray(Image.open(reference).convert("RGB"), dtype=float)
+    got = np.asarray(saved.convert("RGB"), dtype=float)
+    assert got.shape == want.shape
+    assert np.abs(got - want).mean() < 2.0  # of 255: no visible change
+    assert path.stat().st_size < reference.getbuffer().nbytes
+
+
 def test_a_failing_savefig_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
     def broken(self, f, **kwargs):
         f.write(b"\x89PNG half")

@@ -498,11 +498,28 @@ def save(fig: Figure, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=100, metadata={"Software": None})
+            f.write(_palette_png(fig))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
         plt.close(fig)
+
+
+def _palette_png(fig: Figure) -> bytes:
+    """The figure as a 256-colour PNG: a third to a quarter of matplotlib's RGBA bytes,
+    with no visible change to lines, text or heat maps; the committed board's plots
+    are git history, so every byte stays in the repository for good."""
+    import io
+
+    from PIL import Image
+
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=100, metadata={"Software": None})
+    image = Image.open(rendered).convert("RGB")
+    palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def row_normalize(counts: np.ndarray) -> np.ndarray:
