@@ -191,8 +191,14 @@ METRICS_SHOWN = ("test_acc", "test_acc_at_best_val")
 
 
 def board_title(board: Board) -> str:
-    """Plain text; escape it for markdown."""
-    return f"{board.dataset}: {board.noise_type} noise ({board.noise_mode} sampling)"
+    """Plain text; escape it for markdown. The model is named, so two setups of one
+    dataset (digits with the MLP and with the CNN) never share a heading."""
+    try:
+        model = f" ({json.loads(board.train_config)['model']})"
+    except (ValueError, KeyError, TypeError):
+        model = ""
+    noise = f"{board.noise_type} noise ({board.noise_mode} sampling)"
+    return f"{board.dataset}{model}: {noise}"
 
 
 def render_board(board: Board, plots: dict[str, str]) -> list[str]:
