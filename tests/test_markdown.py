@@ -168,7 +168,9 @@ def test_a_hostile_name_cannot_break_the_page():
     ]
     text, tables = render(rows)
     check_page(text, tables)
-    assert "## d\\]\\<img src=x onerror=alert(1)\\> \\#\\# pwned (mlp): symmetric" in text
+    assert (
+        "## d\\]\\<img src=x onerror=alert(1)\\> \\#\\# pwned (mlp): symmetric" in text
+    )
     assert "| m \\| x \\| (k=a\\|b) | 50.0 ± 0.0 (2) #1 | 1.00 |" in text
 
 
