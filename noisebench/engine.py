@@ -84,9 +84,7 @@ class Task:
 
     def members(self, which: slice) -> Task:
         """The same task for a subset of the members."""
-        per_member = {"y_noisy", "train_idx", "val_idx"}
-        if self.transition is not None and self.transition.dim() == 3:
-            per_member.add("transition")
+        per_member = self._per_member_fields()
         return replace(
             self,
             **{f: getattr(self, f)[which] for f in per_member},
@@ -94,6 +92,13 @@ class Task:
             init_seeds=None if self.init_seeds is None else self.init_seeds[which],
             teacher=None if self.teacher is None else self.teacher.members(which),
         )
+
+    def _per_member_fields(self) -> set[str]:
+        """The tensors with a leading member axis (T too, when each member has its own)."""
+        fields = {"y_noisy", "train_idx", "val_idx"}
+        if self.transition is not None and self.transition.dim() == 3:
+            fields.add("transition")
+        return fields
 
     @property
     def model_seeds(self) -> list[int]:
@@ -104,9 +109,7 @@ class Task:
         the same seed, hence the same labels, split, batch order, augmentation and
         random draws, but the second network initialized from `peer_seed` (from the
         same seed with `same_init`, which makes the two identical)."""
-        per_member = {"y_noisy", "train_idx", "val_idx"}
-        if self.transition is not None and self.transition.dim() == 3:
-            per_member.add("transition")
+        per_member = self._per_member_fields()
         teacher = self.teacher
         if teacher is not None:
             teacher = replace(teacher, probs=teacher.probs.repeat_interleave(2, 0))
