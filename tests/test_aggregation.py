@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from helpers import T0, seed_runs
+from helpers import T0, seed_runs, train_config
 from scipy import stats as scipy_stats
 
 from noisebench import leaderboard as lb
@@ -228,3 +228,70 @@ def test_tied_cells_are_marked_and_only_a_significant_best_is_bold():
     assert "| ce | ≈80.0 ± 10.0 (3) #1.5 | 1.50 |" in text
     assert "| ls (smoothing=0.1) | ≈80.0 ± 10.0 (3) #1.5 | 1.50 |" in text
     assert "**" not in text.split("How to read it:")[1].split("##")[1]
+
+
+# ------------------------------------------------------------------ the board's grid
+def test_the_contents_counts_every_board_against_the_whole_stores_grid():
+    """Two setups. The MLP has ce and ls at symmetric 0 and 0.2 and pair-flip 0.2 (one
+    cell missing a seed) and a tuned ls cell; the CNN has ce at symmetric 0.2 only. The
+    grid is 2 rows (ce, ls) x each setting's rates, on both setups; a setting a setup
+    lacks is listed with the rate-0 cells it would borrow."""
+    cnn = {"train_config": train_config("cnn")}
+    rows = (
+        runs("ce", [0.9, 0.9], noise_rate=0.0)
+        + runs("ce", [0.7, 0.7], noise_rate=0.2)
+        + runs("ce", [0.6, 0.6], noise_type="pairflip")
+        + runs("ls", [0.9, 0.9], noise_rate=0.0, params='{"smoothing":0.1}')
+        + runs("ls", [0.8, 0.8], noise_rate=0.2, params='{"smoothing":0.1}')
+        # asked for 2 seeds, got 1
+        + runs("ls", [0.6, 0.6], noise_type="pairflip", params='{"smoothing":0.1}')[:1]
+        + runs("ls", [0.8, 0.8], noise_rate=0.2, phase="final", config_hash="t")
+        + runs("ce", [0.7, 0.7], noise_rate=0.2, **cnn)
+    )
+    shown = lb.boards(rows)
+    grid = lb.aggregate.Grid.of(shown)
+    assert grid.rates == {
+        ("pairflip", "exact"): (0.0, 0.2),
+        ("symmetric", "exact"): (0.0, 0.2),
+    }
+    every = grid.boards(shown)
+    cov = {
+        (b.train_config == cnn["train_config"], b.noise_type): grid.coverage(b)
+        for b in every
+    }
+    Cov = lb.aggregate.Coverage
+    assert len(every) == 4 and len(shown) == 3  # the CNN's pair-flip board is missing
+    assert cov[False, "symmetric"] == {
+        "default": Cov(finished=4, partial=0, total=4),
+        "tuned": Cov(finished=1, partial=0, total=2),  # ls at 0.2 of ls's 2 rates
+    }
+    assert cov[False, "pairflip"] == {  # rate 0 borrowed from symmetric
+        "default": Cov(finished=3, partial=1, total=4),
+        "tuned": Cov(finished=0, partial=0, total=2),
+    }
+    assert cov[True, "symmetric"]["default"] == Cov(finished=1, partial=0, total=4)
+    assert cov[True, "pairflip"]["default"] == Cov(finished=0, partial=0, total=4)
+    text = lb.render_markdown(rows)
+    contents = text[
+        text.index("## Contents") : text.index("\n## ", text.index("## Contents") + 1)
+    ]
+    assert "| all | 8/16 (1 partial) | 1/8 |" in contents
+    assert "| digits (cnn): pairflip noise (exact sampling) | 0/4 | 0/2 |" in contents
+
+
+def test_a_method_without_params_has_no_tuned_grid():
+    rows = runs("ce", [0.9, 0.9]) + runs(
+        "ce", [0.9, 0.9], phase="final", config_hash="t"
+    )
+    shown = lb.boards(rows)
+    grid = lb.aggregate.Grid.of(shown)
+    assert grid.coverage(shown[0])["tuned"].total == 0
+    assert "| nothing to tune |" in lb.render_markdown(rows)
+
+
+def test_a_diverged_cell_is_finished_work():
+    rows = runs("ce", [0.9, 0.9])
+    rows[1] |= {"status": "diverged", "test_acc": None, "test_acc_at_best_val": None}
+    shown = lb.boards(rows)
+    cov = lb.aggregate.Grid.of(shown).coverage(shown[0])["default"]
+    assert (cov.finished, cov.partial, cov.total) == (1, 0, 1)

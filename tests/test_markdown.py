@@ -82,9 +82,20 @@ def check_page(text: str, tables: list[lb.Board]) -> None:
     # headings: one per board, each one line followed by a blank line; nothing else
     # on the page starts a heading
     heads = [i for i, line in enumerate(lines) if line.startswith("#")]
-    # the page title, one per board, and one per board's kind of table (as run here)
-    assert len(heads) == 1 + 2 * len(tables)
+    # the page title, the contents, one per board, and one per board's kind of table
+    # (as run here)
+    assert len(heads) == 2 + 2 * len(tables)
     assert all(lines[i + 1] == "" for i in heads)
+    # the contents links each board's heading: the link's text ends at its first
+    # unescaped ']', and its target is the anchor GitHub gives that heading
+    anchors = lb.heading_anchors(lines)
+    board_heads = [i for i in heads if lines[i].startswith("## ")][1:]
+    links = [line for line in lines if line.startswith("| [")]
+    assert len(links) == len(tables) == len(board_heads)
+    for line, head in zip(links, board_heads, strict=True):
+        close = unescaped(line, "]")[0]
+        assert line[3:close] == lines[head][3:]  # the title, escaped the same way
+        assert line[close:].startswith(f"](#{anchors[head]}) |")
     # tables: blocks of lines starting with '|', two per board, each with a header, a
     # rule and one row per Line, every row with the header's number of cell borders
     blocks, block = [], []
@@ -94,7 +105,8 @@ def check_page(text: str, tables: list[lb.Board]) -> None:
         elif block:
             blocks.append(block)
             block = []
-    expected = [2 + len(b.cells) for b in tables for _ in range(2)]
+    # the contents: a row per board and one for all of them
+    expected = [3 + len(tables)] + [2 + len(b.cells) for b in tables for _ in range(2)]
     assert [len(b) for b in blocks] == expected
     for block in blocks:
         borders = len(unescaped(block[0], "|"))
@@ -256,3 +268,37 @@ def test_dollar_signs_in_user_text_do_not_break_the_figures(tmp_path):
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](plots/{board.slug}/{png.name})" in text
+
+
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [  # the ids GitHub gives these headings (github-slugger)
+        (
+            "digits (cnn): symmetric noise (exact sampling)",
+            "digits-cnn-symmetric-noise-exact-sampling",
+        ),
+        (
+            "As run (each method's defaults unless the row names its params)",
+            "as-run-each-methods-defaults-unless-the-row-names-its-params",
+        ),
+        ("Stale runs (not in the tables)", "stale-runs-not-in-the-tables"),
+        ("my_data-v2 (mlp): pairflip", "my_data-v2-mlp-pairflip"),
+        ("données  CIFAR-10N", "données--cifar-10n"),
+        ("a.b/c+d=e", "abcde"),
+    ],
+)
+def test_github_anchor(heading, anchor):
+    assert lb.github_anchor(heading) == anchor
+
+
+def test_repeated_headings_are_numbered_as_github_numbers_them():
+    lines = ["# x", "## As run", "text", "## As run", "## as-run-1", "## As run"]
+    assert lb.heading_anchors(lines) == {
+        0: "x",
+        1: "as-run",
+        3: "as-run-1",
+        4: "as-run-1-1",  # taken already, so it is numbered in turn
+        5: "as-run-2",
+    }
+    # what md_escape adds does not render, so it is not in the anchor
+    assert lb.heading_anchors(["## nce\\_mae \\[x\\]"]) == {0: "nce_mae-x"}

@@ -23,6 +23,8 @@ from noisebench.leaderboard.aggregate import (
 from noisebench.leaderboard.markdown import (
     build,
     describe_setup,
+    github_anchor,
+    heading_anchors,
     md_escape,
     render_markdown,
     render_table,
@@ -39,6 +41,8 @@ __all__ = [
     "build",
     "dedupe",
     "describe_setup",
+    "github_anchor",
+    "heading_anchors",
     "leaderboard_rows",
     "md_escape",
     "noise_detail",

@@ -223,18 +223,22 @@ def share_rate_zero(tables: list[Board]) -> list[Board]:
     for siblings in setups.values():
         if len(siblings) < 2:
             continue
-        donors = sorted(siblings, key=lambda b: b.noise_type != "symmetric")
         for board in siblings:
-            for donor in donors:
-                for line, row in donor.cells.items():
-                    if 0.0 in row and 0.0 not in board.cells.get(line, {}):
-                        board.cells.setdefault(line, {})[0.0] = row[0.0]
-                        board.borrowed_zero[line] = donor.noise_type
+            borrow_rate_zero(board, siblings)
         for board in siblings:
             own = {r for line, row in board.cells.items() for r in row}
             if own == {0.0} and any(b.rates != [0.0] for b in siblings):
                 redundant.add(id(board))
     return [b for b in tables if id(b) not in redundant]
+
+
+def borrow_rate_zero(board: Board, siblings: Iterable[Board]) -> None:
+    """Fill the board's missing rate-0 cells from its siblings, symmetric first."""
+    for donor in sorted(siblings, key=lambda b: b.noise_type != "symmetric"):
+        for line, row in donor.cells.items():
+            if 0.0 in row and 0.0 not in board.cells.get(line, {}):
+                board.cells.setdefault(line, {})[0.0] = row[0.0]
+                board.borrowed_zero[line] = donor.noise_type
 
 
 def keep_newest_tuning(board: Board) -> None:
@@ -410,6 +414,107 @@ def _table(board: Board, kind: str, metric: str, lines: list[Line]) -> Table:
         )
     )
     return Table(board, kind, metric, rates, rows)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a board's expected grid (rows x noise rates) has run."""
+
+    finished: int  # cells whose every seed asked for finished (ok or diverged)
+    partial: int  # cells with some seeds still missing
+    total: int
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a complete store holds, read off the store itself: every as-run row and
+    every method with params found on any board, on every setup (dataset x training
+    setup), at every class-conditional noise setting and rate found on any setup. A
+    board missing a method, a rate or a whole noise setting that another board has is
+    therefore incomplete, and a partial store cannot pass for a complete one."""
+
+    lines: frozenset[Line]  # as-run rows
+    to_tune: frozenset[tuple[str, bool, str, str]]  # methods with params (_method)
+    rates: dict[tuple[str, str], tuple[float, ...]]  # (noise type, mode) -> rates
+
+    @classmethod
+    def of(cls, shown: list[Board]) -> Grid:
+        lines = {line for b in shown for line in b.cells if line.params != TUNED}
+        to_tune = {_method(line) for line in lines if has_params(line)}
+        to_tune |= {_method(line) for b in shown for line in _tuned_lines(b)}
+        rates: dict[tuple[str, str], set[float]] = {}
+        for b in filter(_conditional, shown):
+            rates.setdefault((b.noise_type, b.noise_mode), set()).update(b.rates)
+        return cls(
+            frozenset(lines),
+            frozenset(to_tune),
+            {k: tuple(sorted(v)) for k, v in rates.items()},
+        )
+
+    def boards(self, shown: list[Board]) -> list[Board]:
+        """`shown`, plus an empty board for each class-conditional noise setting a
+        setup lacks, in the page's order."""
+        have = {_key(b) for b in shown}
+        setups = {_setup(b) for b in shown}
+        missing = [
+            Board(dataset, sha, kind, mode, config, "")
+            for dataset, sha, config in setups
+            for kind, mode in self.rates
+            if (dataset, sha, kind, mode, config) not in have
+        ]
+        for board in missing:  # the rate-0 column it would show (share_rate_zero)
+            borrow_rate_zero(
+                board,
+                (b for b in shown if _setup(b) == _setup(board) and _conditional(b)),
+            )
+        return sorted([*shown, *missing], key=lambda b: (_key(b), b.noise_detail))
+
+    def coverage(self, board: Board) -> dict[str, Coverage]:
+        setting = (board.noise_type, board.noise_mode)
+        rates = set(self.rates.get(setting, ())) | set(board.rates)
+        tuned = _tuned_lines(board)
+        return {
+            DEFAULT_TABLE: _count(board, self.lines, len(self.lines) * len(rates)),
+            TUNED_TABLE: _count(board, tuned, len(self.to_tune) * len(rates)),
+        }
+
+
+def _key(board: Board) -> tuple[str, str, str, str, str]:
+    return (
+        board.dataset,
+        board.dataset_sha,
+        board.noise_type,
+        board.noise_mode,
+        board.train_config,
+    )
+
+
+def _setup(board: Board) -> tuple[str, str, str]:
+    return board.dataset, board.dataset_sha, board.train_config
+
+
+def _conditional(board: Board) -> bool:
+    return board.noise_type in CLASS_CONDITIONAL
+
+
+def _tuned_lines(board: Board) -> list[Line]:
+    # a method without params is shown as run in the tuned table: nothing to tune
+    return [
+        line
+        for line in board.cells
+        if line.params == TUNED and _has_search_space(line) is not False
+    ]
+
+
+def _count(board: Board, lines: Iterable[Line], total: int) -> Coverage:
+    states = [
+        cell.state for line in lines for cell in board.cells.get(line, {}).values()
+    ]
+    return Coverage(
+        finished=sum(s in (OK, DIVERGED) for s in states),
+        partial=states.count(INCOMPLETE),
+        total=total,
+    )
 
 
 def has_params(line: Line) -> bool:

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import unicodedata
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from noisebench.leaderboard.aggregate import (
     TUNED_TABLE,
     UPPER_BOUND,
     Board,
+    Coverage,
     Entry,
+    Grid,
     Table,
     boards,
     leaderboard_rows,
@@ -280,6 +283,75 @@ def render_stale(stale: list[dict[str, Any]]) -> list[str]:
     return out + [""]
 
 
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading with this rendered text (github-slugger): lower
+    case, punctuation and symbols dropped, each space a hyphen."""
+    kept = (
+        c for c in heading.lower() if c in " -_" or unicodedata.category(c)[0] in "LMN"
+    )
+    return "".join(kept).replace(" ", "-")
+
+
+_HEADING = re.compile(r"^#{1,6} (.*)$")
+_ESCAPED = re.compile(r"\\(.)")  # md_escape's backslashes, which do not render
+
+
+def heading_anchors(lines: list[str]) -> dict[int, str]:
+    """Line index -> anchor of every heading in `lines`, a repeated one numbered as
+    GitHub numbers it (`as-run`, `as-run-1`, ...)."""
+    seen: dict[str, int] = {}
+    anchors = {}
+    for i, line in enumerate(lines):
+        if (match := _HEADING.match(line)) is None:
+            continue
+        base = slug = github_anchor(_ESCAPED.sub(r"\1", match[1]))
+        while slug in seen:
+            seen[base] += 1
+            slug = f"{base}-{seen[base]}"
+        seen[slug] = 0
+        anchors[i] = slug
+    return anchors
+
+
+CONTENTS_TITLE = "## Contents"
+CONTENTS_NOTE = (
+    "Cells finished of each board's grid: every method, and every class-conditional"
+    " noise setting and rate, that the store holds anywhere, so a board lacking one is"
+    " incomplete. The tuned grid holds every method with params, tuned yet or not."
+    " Partial: some seeds still missing."
+)
+
+
+def render_contents(shown: list[Board], anchors: list[str]) -> list[str]:
+    """A table of the boards, linked, with how much of each has run; a board the
+    store lacks altogether is listed too, unlinked."""
+    grid = Grid.of(shown)
+    link = dict(zip((id(b) for b in shown), anchors, strict=True))
+    lines = ["| board | as run | tuned |", "|---|---:|---:|"]
+    totals = {DEFAULT_TABLE: [0, 0, 0], TUNED_TABLE: [0, 0, 0]}
+    for board in grid.boards(shown):
+        cov = grid.coverage(board)
+        for kind, c in cov.items():
+            totals[kind] = [a + b for a, b in zip(totals[kind], astuple(c))]
+        title = md_escape(board_title(board))
+        name = f"[{title}](#{link[id(board)]})" if id(board) in link else title
+        lines.append(
+            f"| {name} | {_cover(cov[DEFAULT_TABLE])} | {_cover(cov[TUNED_TABLE])} |"
+        )
+    whole = {kind: Coverage(*n) for kind, n in totals.items()}
+    lines.append(
+        f"| all | {_cover(whole[DEFAULT_TABLE])} | {_cover(whole[TUNED_TABLE])} |"
+    )
+    return [CONTENTS_TITLE, "", CONTENTS_NOTE, "", *lines, ""]
+
+
+def _cover(coverage: Coverage) -> str:
+    if coverage.total == 0:
+        return "nothing to tune"
+    text = f"{coverage.finished}/{coverage.total}"
+    return text + (f" ({coverage.partial} partial)" if coverage.partial else "")
+
+
 def render_markdown(
     rows: list[dict[str, Any]],
     *,
@@ -295,8 +367,17 @@ def render_markdown(
             "No runs yet. Run `noisebench evaluate --method ce --noise 0.4` to add one.",
             "",
         ]
+    body, starts = [], []
     for board in shown:
-        out += render_board(board, (plots or {}).get(board.slug, {}))
+        starts.append(len(body))
+        body += render_board(board, (plots or {}).get(board.slug, {}))
+    if shown:
+        # The contents links each board's heading. Its only heading is its title, so
+        # GitHub's anchors can be counted on the page with that line standing for it.
+        anchors = heading_anchors([*out, CONTENTS_TITLE, *body])
+        offset = len(out) + 1
+        out += render_contents(shown, [anchors[offset + i] for i in starts])
+    out += body
     out += render_stale(list(stale))
     n_runs = sum(1 for r in rows if r["phase"] in LEADERBOARD_PHASES)
     n_stale = sum(1 for r in stale if r["phase"] in LEADERBOARD_PHASES)
