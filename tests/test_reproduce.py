@@ -127,6 +127,13 @@ def test_the_presets_test_what_their_claims_say():
     wei = get_preset("wei-negative").arms(SMALL)
     assert len(wei) == 21 and {a.spec.method for a in wei} == {"gls"}
     assert {a.spec.noise.rate for a in wei} == {0.2, 0.4, 0.6}
+    assert {a.spec.train.warmup for a in wei} == {0.0}  # from scratch, as fixed
+    # the warm-up variant: the same arms, each with CE for the first half of training
+    warm = get_preset("wei-negative-warmup").arms(SMALL)
+    assert [(a.label, a.spec.params, a.spec.noise) for a in warm] == [
+        (a.label, a.spec.params, a.spec.noise) for a in wei
+    ]
+    assert {a.spec.train.warmup for a in warm} == {0.5}
     lukasik = get_preset("lukasik-correction").arms(SMALL)
     assert {a.spec.noise.kind for a in lukasik} == {"uniform"}
     assert {(a.spec.method, a.spec.transition) for a in lukasik} >= {
@@ -295,19 +302,20 @@ def verdict_of(preset, value_of):
     return judge(records, get_preset(preset).parts(records)).outcome
 
 
-def test_wei_negative_verdicts():
+@pytest.mark.parametrize("preset", ["wei-negative", "wei-negative-warmup"])
+def test_wei_negative_verdicts(preset):
     def negative_wins_high(label, metric):
         r = float(label.split("r=")[1].split(",")[0])
         noise = float(label.split("noise ")[1])
         better = (r < 0) if noise >= 0.6 else (r > 0)
         return 0.8 + (0.05 if better else 0.0)
 
-    assert verdict_of("wei-negative", negative_wins_high) == HOLDS
+    assert verdict_of(preset, negative_wins_high) == HOLDS
 
     def positive_always(label, metric):
         return 0.8 + (0.05 if float(label.split("r=")[1].split(",")[0]) > 0 else 0.0)
 
-    assert verdict_of("wei-negative", positive_always) == DOES_NOT_HOLD
+    assert verdict_of(preset, positive_always) == DOES_NOT_HOLD
 
 
 def test_lukasik_correction_verdicts():

@@ -361,3 +361,22 @@ def test_the_setup_line_names_the_recipe():
     )
     cosine = describe_setup(json.dumps(base | {"schedule": "cosine"}))
     assert cosine.endswith("wd 0.0001, cosine schedule, 0.1 noisy validation")
+
+
+def test_the_setup_line_says_how_much_of_training_is_a_ce_warm_up():
+    from noisebench.leaderboard import describe_setup
+
+    config = {
+        "model": "mlp",
+        "hidden": [8],
+        "epochs": 100,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 32,
+        "val_fraction": 0.1,
+    }
+    assert describe_setup(json.dumps(config | {"warmup": 0.5})) == (
+        "mlp 8, 100 epochs, adam lr 0.001, batch 32, CE for the first 50% of epochs,"
+        " 0.1 noisy validation"
+    )
+    assert "CE" not in describe_setup(json.dumps(config | {"warmup": 0.0}))

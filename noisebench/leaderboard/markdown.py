@@ -89,7 +89,7 @@ def describe_setup(train_config: str) -> str:
         elif schedule != "constant":
             text += f", {schedule} schedule"
         if c.get("warmup"):
-            text += f", CE warm-up {c['warmup']:g}"
+            text += f", CE for the first {c['warmup']:.0%} of epochs"
         return text + f", {c['val_fraction']:g} noisy validation"
     except (ValueError, KeyError, TypeError, AttributeError):
         # a config from another version or a hand-made record: show it, do not fail
