@@ -424,6 +424,13 @@ class Coverage:
     partial: int  # cells with some seeds still missing
     total: int
 
+    def __add__(self, other: Coverage) -> Coverage:
+        return Coverage(
+            self.finished + other.finished,
+            self.partial + other.partial,
+            self.total + other.total,
+        )
+
 
 @dataclass(frozen=True)
 class Grid:

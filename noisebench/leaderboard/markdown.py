@@ -6,7 +6,6 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -327,18 +326,18 @@ def render_contents(shown: list[Board], anchors: list[str]) -> list[str]:
     store lacks altogether is listed too, unlinked."""
     grid = Grid.of(shown)
     link = dict(zip((id(b) for b in shown), anchors, strict=True))
+    covered = [(board, grid.coverage(board)) for board in grid.boards(shown)]
     lines = ["| board | as run | tuned |", "|---|---:|---:|"]
-    totals = {DEFAULT_TABLE: [0, 0, 0], TUNED_TABLE: [0, 0, 0]}
-    for board in grid.boards(shown):
-        cov = grid.coverage(board)
-        for kind, c in cov.items():
-            totals[kind] = [a + b for a, b in zip(totals[kind], astuple(c))]
+    for board, cov in covered:
         title = md_escape(board_title(board))
         name = f"[{title}](#{link[id(board)]})" if id(board) in link else title
         lines.append(
             f"| {name} | {_cover(cov[DEFAULT_TABLE])} | {_cover(cov[TUNED_TABLE])} |"
         )
-    whole = {kind: Coverage(*n) for kind, n in totals.items()}
+    whole = {
+        kind: sum((cov[kind] for _, cov in covered), Coverage(0, 0, 0))
+        for kind in (DEFAULT_TABLE, TUNED_TABLE)
+    }
     lines.append(
         f"| all | {_cover(whole[DEFAULT_TABLE])} | {_cover(whole[TUNED_TABLE])} |"
     )
