@@ -134,6 +134,20 @@ def test_the_terminal_table_shows_ranks_and_the_setup(store):
     assert "mine (a=1)" in result.stdout and "71.0 ± 1.0 (3) #1" in result.stdout
     assert "mlp 8, 3 epochs" in result.stdout
     assert "pairflip" not in result.stdout and "mnist1d" not in result.stdout
+    # the title names the model, as the page's heading does: two setups never read
+    # alike (rich wraps a title to its table's width)
+    title = "digits (mlp): symmetric noise (exact sampling) · as run · last epoch"
+    assert title in " ".join(result.stdout.split())
+
+
+def test_a_cell_not_run_reads_as_on_the_page(tmp_path):
+    rows = seed_runs("base", [0.6, 0.6], config_hash="b", noise_rate=0.2)
+    rows += seed_runs("mine", [0.7, 0.7], config_hash="m", noise_rate=0.4)
+    write_records(rows, tmp_path)
+    result = invoke("leaderboard", "show", "--store", str(tmp_path), "--metric", "last")
+    assert result.exit_code == 0, result.stderr
+    (base,) = [line for line in result.stdout.splitlines() if "│ base" in line]
+    assert [cell.strip() for cell in base.split("│")[2:4]] == ["60.0 ± 0.0 (2) #1", "·"]
 
 
 @pytest.mark.parametrize(

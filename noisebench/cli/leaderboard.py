@@ -171,6 +171,8 @@ def _print_tables(shown) -> None:
     from noisebench.leaderboard.markdown import (
         KIND_TITLES,
         METRIC_TITLES,
+        NOT_RUN,
+        board_title,
         describe_setup,
         render_entry,
     )
@@ -179,7 +181,7 @@ def _print_tables(shown) -> None:
     for table in shown:
         board = table.board
         title = (
-            f"{board.dataset}: {board.noise_type} noise ({board.noise_mode}) · "
+            f"{board_title(board)} · "
             f"{KIND_TITLES[table.kind].split(' (')[0].lower()} · "
             f"{METRIC_TITLES[table.metric].split(' (')[0].lower()}"
         )
@@ -195,7 +197,7 @@ def _print_tables(shown) -> None:
             cells = []
             for rate in table.rates:
                 entry = row.entries.get(rate)
-                text = "" if entry is None else render_entry(entry)
+                text = NOT_RUN if entry is None else render_entry(entry)
                 # the page's markdown bold becomes the terminal's bold
                 bold = text.startswith("**")
                 cells.append(Text(text.replace("**", ""), style="bold" if bold else ""))
