@@ -539,6 +539,10 @@ def _fit_members(
         torch.Generator(device=device).manual_seed(int(s)) for s in task.seeds
     ]
     warmup_epochs = round(config.warmup * epochs)
+    # The selected model must be one the method trained: a CE warm-up epoch is no
+    # candidate, or a method's row could report plain CE stopped early. (When every
+    # epoch is a warm-up one, the last is the candidate.)
+    select_from = min(warmup_epochs, epochs - 1)
     warmup_loss = MemberLosses(get_method("ce"), {})
     method_loss = MemberLosses(method, params, task.transition)
     autocast = mixed_precision(device)
@@ -647,7 +651,8 @@ def _fit_members(
             if task.y_clean is not None:
                 clean = (noisy_train == clean_train).float()
                 chosen_hist[1, :, epoch] = (chosen * clean).sum(-1) / chosen.sum(-1)
-        best.update(val_hist[:, epoch], epoch)
+        if epoch >= select_from:
+            best.update(val_hist[:, epoch], epoch)
         if on_epoch is not None:
             on_epoch(epoch + 1, val_hist[:, epoch])
         if bool(bad.all()):  # one host sync per epoch: stop once every member diverged

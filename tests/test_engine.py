@@ -130,6 +130,22 @@ def test_warmup_trains_with_cross_entropy_first():
     assert not torch.equal(warm.test_logits, ce_only.test_logits)
 
 
+def test_a_ce_warmup_epoch_is_never_the_selected_one():
+    """A method that learns the wrong class after a CE warm-up: noisy-validation
+    accuracy peaks during the warm-up, yet the selected epoch is one it trained."""
+
+    def wrong_class(logits, labels, ctx):
+        return F.cross_entropy(logits.float(), (labels + 1) % ctx.num_classes)
+
+    config = TrainConfig(hidden=(16,), epochs=6, batch_size=32, lr=3e-2, warmup=0.5)
+    result = _fit(unregistered(wrong_class), seeds=(0, 1, 2), config=config)
+    val = result.val_acc
+    assert (val[:, :3].amax(1) > val[:, 3:].amax(1)).all()  # the rule matters here
+    assert (result.best_epoch >= 3).all()
+    picked = val.gather(1, result.best_epoch.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(picked, val[:, 3:].amax(1))
+
+
 def test_learns_on_clean_blobs():
     ce = get_method("ce")
     task = blobs_task(num_classes=3, noise=0.0, method=ce, seeds=(0,), n=400)
