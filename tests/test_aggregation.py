@@ -295,3 +295,31 @@ def test_a_diverged_cell_is_finished_work():
     shown = lb.boards(rows)
     cov = lb.aggregate.Grid.of(shown).coverage(shown[0])["default"]
     assert (cov.finished, cov.partial, cov.total) == (1, 0, 1)
+
+
+def test_the_compute_is_the_sum_of_wall_times_per_setup_and_device():
+    """Each record holds its share of its ensemble's time, so the sums are exact: the
+    MLP's 2 shown runs and 3 tuning runs on the CPU, its 1 run on a GPU, the CNN's run."""
+    cpu = {"device": "cpu", "device_name": "x86_64"}
+    gpu = {"device": "cuda", "device_name": "NVIDIA H100"}
+    cnn = {"train_config": train_config("cnn")}
+    rows = (
+        runs("ce", [0.9, 0.9], wall_time_s=1800.0, **cpu)
+        + runs("ls", [0.9, 0.9, 0.9], phase="tune", wall_time_s=600.0, **cpu)
+        + runs("gce", [0.9], wall_time_s=36.0, **gpu)
+        + runs("ce", [0.9], wall_time_s=7200.0, **cpu, **cnn)
+    )
+    found = {(c.model, c.device): c for c in lb.cost.costs(rows)}
+    assert set(found) == {
+        ("mlp", "cpu (x86_64)"),
+        ("mlp", "cuda (NVIDIA H100)"),
+        ("cnn", "cpu (x86_64)"),
+    }
+    mlp = found["mlp", "cpu (x86_64)"]
+    assert (mlp.runs, mlp.tuning_runs) == (2, 3)
+    assert mlp.hours == pytest.approx((2 * 1800 + 3 * 600) / 3600)
+    assert found["mlp", "cuda (NVIDIA H100)"].hours == pytest.approx(0.01)
+    assert found["cnn", "cpu (x86_64)"].hours == pytest.approx(2.0)
+    text = lb.render_markdown(rows)
+    assert "| digits (mlp) | cpu (x86\\_64) | 2 | 3 | 1.50 |" in text
+    assert "| all | | 4 | 3 | 3.51 |" in text

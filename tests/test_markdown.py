@@ -105,8 +105,11 @@ def check_page(text: str, tables: list[lb.Board]) -> None:
         elif block:
             blocks.append(block)
             block = []
-    # the contents: a row per board and one for all of them
-    expected = [3 + len(tables)] + [2 + len(b.cells) for b in tables for _ in range(2)]
+    # the contents: a row per board and one for all of them; the compute: a row per
+    # dataset x model (the boards' runs all come from one device here) and the total
+    setups = {(b.dataset, json.loads(b.train_config)["model"]) for b in tables}
+    expected = [3 + len(tables), 3 + len(setups)]
+    expected += [2 + len(b.cells) for b in tables for _ in range(2)]
     assert [len(b) for b in blocks] == expected
     for block in blocks:
         borders = len(unescaped(block[0], "|"))

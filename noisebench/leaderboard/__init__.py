@@ -1,7 +1,7 @@
 """Aggregate run records and render the leaderboard (DESIGN.md §6).
 
-`aggregate` turns records into tables of cells, `markdown` renders the page, and
-`plots` draws the figures the page links to.
+`aggregate` turns records into tables of cells, `cost` sums the compute behind them,
+`markdown` renders the page, and `plots` draws the figures the page links to.
 """
 
 from __future__ import annotations

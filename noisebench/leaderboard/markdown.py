@@ -25,6 +25,7 @@ from noisebench.leaderboard.aggregate import (
     leaderboard_rows,
     tables,
 )
+from noisebench.leaderboard.cost import costs
 from noisebench.leaderboard.stats import BEST, TEST, TIED
 
 NOISE_NOTES = {
@@ -344,6 +345,32 @@ def render_contents(shown: list[Board], anchors: list[str]) -> list[str]:
     return [CONTENTS_TITLE, "", CONTENTS_NOTE, "", *lines, ""]
 
 
+COMPUTE_NOTE = (
+    "Compute: what it took to make these runs, the sum of their wall times (each run's"
+    " share of the seeds trained with it), tuning trials included."
+)
+
+
+def render_compute(rows: list[dict[str, Any]]) -> list[str]:
+    """What the shown runs cost, per setup and device, with the total."""
+    found = costs(rows)
+    if not found:
+        return []
+    lines = [
+        "| setup | device | runs shown | tuning runs | hours |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for c in found:
+        lines.append(
+            f"| {md_escape(c.dataset)} ({md_escape(c.model)}) | {md_escape(c.device)}"
+            f" | {c.runs:,} | {c.tuning_runs:,} | {c.hours:.2f} |"
+        )
+    runs, tuning = sum(c.runs for c in found), sum(c.tuning_runs for c in found)
+    hours = sum(c.hours for c in found)
+    lines.append(f"| all | | {runs:,} | {tuning:,} | {hours:.2f} |")
+    return [COMPUTE_NOTE, "", *lines, ""]
+
+
 def _cover(coverage: Coverage) -> str:
     if coverage.total == 0:
         return "nothing to tune"
@@ -376,6 +403,7 @@ def render_markdown(
         anchors = heading_anchors([*out, CONTENTS_TITLE, *body])
         offset = len(out) + 1
         out += render_contents(shown, [anchors[offset + i] for i in starts])
+        out += render_compute(rows)
     out += body
     out += render_stale(list(stale))
     n_runs = sum(1 for r in rows if r["phase"] in LEADERBOARD_PHASES)
