@@ -279,6 +279,16 @@ def teacher_label(teacher: str | None) -> str:
     return text + (f", alpha={t['alpha']:g}" if t.get("alpha", 1.0) != 1.0 else "")
 
 
+def model_name(train_config: str) -> str | None:
+    """The model family a setup trains; None where its config does not say (a
+    foreign or hand-made record)."""
+    try:
+        model = json.loads(train_config)["model"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(model)
+
+
 def noise_detail(row: dict[str, Any]) -> str:
     """The part of a run's noise that its type and rate leave open (see Board)."""
     if row["noise_type"] == "transition":

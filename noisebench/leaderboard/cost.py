@@ -8,12 +8,11 @@ tuned row cost, though they never reach the tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from noisebench.leaderboard.aggregate import LEADERBOARD_PHASES
+from noisebench.leaderboard.aggregate import LEADERBOARD_PHASES, model_name
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ def costs(rows: Iterable[dict[str, Any]]) -> list[Cost]:
     diverged run records one too, so only foreign rows lack it) add nothing."""
     totals: dict[tuple[str, str, str], list[float]] = {}
     for row in rows:
-        key = (row["dataset"], _model(row), _device(row))
+        model = model_name(row["train_config"]) or row.get("model") or "?"
+        key = (row["dataset"], model, _device(row))
         runs, tuning, seconds = totals.setdefault(key, [0, 0, 0.0])
         shown = row["phase"] in LEADERBOARD_PHASES
         totals[key] = [
@@ -47,13 +47,6 @@ def costs(rows: Iterable[dict[str, Any]]) -> list[Cost]:
         Cost(*key, int(runs), int(tuning), seconds)
         for key, (runs, tuning, seconds) in sorted(totals.items())
     ]
-
-
-def _model(row: dict[str, Any]) -> str:
-    try:
-        return str(json.loads(row["train_config"])["model"])
-    except (ValueError, KeyError, TypeError):
-        return row.get("model") or "?"
 
 
 def _device(row: dict[str, Any]) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from noisebench.leaderboard.aggregate import OK, Board, Row, Table, tables
+from noisebench.leaderboard.aggregate import OK, Board, Row, Table, model_name, tables
 from noisebench.leaderboard.markdown import METRICS_SHOWN, describe_setup
 
 
@@ -42,10 +41,7 @@ def _matches(value: str, wanted: Sequence[str]) -> bool:
 
 
 def model_of(board: Board) -> str:
-    try:
-        return str(json.loads(board.train_config).get("model", "?"))
-    except (ValueError, AttributeError):
-        return "?"
+    return model_name(board.train_config) or "?"
 
 
 def shown_tables(shown: Sequence[Board], filters: Filters) -> list[Table]:

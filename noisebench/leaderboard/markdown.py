@@ -23,6 +23,7 @@ from noisebench.leaderboard.aggregate import (
     Table,
     boards,
     leaderboard_rows,
+    model_name,
     tables,
 )
 from noisebench.leaderboard.cost import costs
@@ -196,10 +197,8 @@ METRICS_SHOWN = ("test_acc", "test_acc_at_best_val")
 def board_title(board: Board) -> str:
     """Plain text; escape it for markdown. The model is named, so two setups of one
     dataset (digits with the MLP and with the CNN) never share a heading."""
-    try:
-        model = f" ({json.loads(board.train_config)['model']})"
-    except (ValueError, KeyError, TypeError):
-        model = ""
+    name = model_name(board.train_config)
+    model = f" ({name})" if name is not None else ""
     noise = f"{board.noise_type} noise ({board.noise_mode} sampling)"
     return f"{board.dataset}{model}: {noise}"
 
