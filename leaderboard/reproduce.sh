@@ -10,6 +10,8 @@
 #
 # Run from the repository root with noisebench installed (with the mnist1d extra).
 # Setups are independent: run them in parallel on separate cores if you have them.
+# It resumes: a configuration the store holds (made by any commit, as the board shows
+# it) is not trained again, and a sweep skips the cells whose final runs are stored.
 # The compute it took is stated in the leaderboard's README section of the main README.
 set -euo pipefail
 store=${1:-leaderboard}
@@ -30,11 +32,11 @@ run_setup() {  # defaults, estimated T, then the tuned rows of one dataset x mod
     for method in ce ls gls forward backward flip \
         gce sce bootstrap_soft bootstrap_hard nce_mae elr coteaching; do
       noisebench evaluate "$@" --method "$method" --noise-type "$kind" --noise "$rate" \
-        --seeds 5 --store "$store" --json >/dev/null
+        --seeds 5 --any-commit --store "$store" --json >/dev/null
     done
     for method in forward backward; do
       noisebench evaluate "$@" --method "$method" --noise-type "$kind" --noise "$rate" \
-        --transition estimated --seeds 5 --store "$store" --json >/dev/null
+        --transition estimated --seeds 5 --any-commit --store "$store" --json >/dev/null
     done
   done
   noisebench sweep --suite "$suite" --store "$store" --json >/dev/null

@@ -99,12 +99,16 @@ def config_hash(prepared: Prepared) -> str:
     return sha(config_identity(prepared))
 
 
-def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, Any]]:
+def stored_runs(
+    prepared: Prepared, store: str | Path, *, any_commit: bool = False
+) -> dict[int, dict[str, Any]]:
     """This configuration's finished records already in the store, by seed: the newest
     per seed, of the same phase and noise seed, `ok` or `diverged` (a run that failed
     is not finished work), and made by this very noisebench (its git commit, or its
     version when installed): the configuration hash covers the method's code, not the
-    engine's, so a record of another commit is not this command's work."""
+    engine's, so a record of another commit is not this command's work. With
+    `any_commit`, it is: the leaderboard's rule, which keys a row by the method's code,
+    so a board built over many commits can be finished where it stopped."""
     from noisebench import __version__
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records, runs_dir
@@ -121,7 +125,10 @@ def stored_runs(prepared: Prepared, store: str | Path) -> dict[int, dict[str, An
         if r["phase"] == spec.phase
         and r["status"] in ("ok", "diverged")
         and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
-        and (r["git_sha"], r["noisebench_version"]) == (commit, __version__)
+        and (
+            any_commit
+            or (r["git_sha"], r["noisebench_version"]) == (commit, __version__)
+        )
     }
 
 

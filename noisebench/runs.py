@@ -25,17 +25,23 @@ def evaluate(
     store: Path,
     *,
     rerun: bool = False,
+    any_commit: bool = False,
     record: bool = True,
     train: Callable[[Prepared], list[dict[str, Any]]] | None = None,
 ) -> Outcome:
     """Records for every seed of `prepared`: from the store where this exact
-    configuration was already run by this noisebench (unless `rerun`), trained with
-    `train` (default `experiment.run`) otherwise, and written unless not `record`."""
+    configuration was already run by this noisebench (by any commit of it with
+    `any_commit`; never with `rerun`), trained with `train` (default
+    `experiment.run`) otherwise, and written unless not `record`."""
     from noisebench.experiment import run
     from noisebench.records import stored_runs
     from noisebench.store import ensure_writable, write_records
 
-    done = stored_runs(prepared, store) if record and not rerun else {}
+    done = (
+        stored_runs(prepared, store, any_commit=any_commit)
+        if record and not rerun
+        else {}
+    )
     todo = [i for i, seed in enumerate(prepared.spec.seeds) if seed not in done]
     shard, fresh = None, []
     if todo:

@@ -482,6 +482,14 @@ def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(
 
     monkeypatch.setattr(records, "git_sha", lambda: "another commit")
     assert json.loads(invoke(*args, "--seeds", "2").stdout)["reused"] == 0
+    # unless asked to, as the leaderboard does: the newest record of each seed is used
+    monkeypatch.setattr(records, "git_sha", lambda: "a third commit")
+    newest = json.loads(invoke(*args, "--seeds", "3", "--any-commit").stdout)
+    assert newest["reused"] == 3 and len(read_records(tmp_path)) == 10
+    assert [r["test_acc"] for r in newest["runs"]] == [
+        r["test_acc"] for r in again["runs"]
+    ]
+    assert json.loads(invoke(*args, "--seeds", "2").stdout)["reused"] == 0
 
 
 def test_json_is_strict_and_rich_markup_in_user_strings_is_printed_as_is(tmp_path):

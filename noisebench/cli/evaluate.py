@@ -33,6 +33,14 @@ def evaluate(
             "--rerun", help="Train seeds whose records are already in the store again."
         ),
     ] = False,
+    any_commit: Annotated[
+        bool,
+        typer.Option(
+            "--any-commit",
+            help="Reuse records of this configuration made by any commit of noisebench, "
+            "as the leaderboard shows them (to finish a board built over many commits).",
+        ),
+    ] = False,
     as_json: options.Json = False,
 ) -> None:
     """Train METHOD under label noise on every seed and report clean test metrics.
@@ -53,6 +61,7 @@ def evaluate(
         prepared,
         store,
         rerun=rerun,
+        any_commit=any_commit,
         record=not seeding.no_record,
         train=lambda todo: _train_with_progress(todo, as_json),
     )
