@@ -11,10 +11,10 @@ repository root of the pull request's checkout, with noisebench installed from i
    (`git diff --name-only --diff-filter=AM BASE...HEAD -- methods/`; committed changes
    only);
 2. runs `noisebench methods check` on each: the contract suite and a smoke fit;
-3. runs the leaderboard suite (leaderboard/suites/standard.toml) for the methods that
-   passed, restricted to them: a cell whose records are already in the store is
-   skipped, any other is tuned and run, and its shards are written to
-   leaderboard/runs/;
+3. for the methods that passed, makes their rows of the board on the suite's setup
+   (leaderboard/suites/standard.toml): each cell as run with the method's defaults,
+   then tuned and run by the suite; a cell whose records are already in the store is
+   skipped, and the shards are written to leaderboard/runs/;
 4. runs `noisebench leaderboard --check`: leaderboard/README.md must be the rendering
    of the shards. A pull request that commits its shards and the regenerated board
    passes; one that does not gets the shards written here, and a stale board.
@@ -117,9 +117,36 @@ def check(file: str) -> MethodResult:
     return result
 
 
+def run_as_run(suite, store: Path) -> str:
+    """The board's as-run row: each of the suite's cells with the method's defaults on
+    the suite's final seeds, reusing what the store holds (made by any commit, as the
+    board shows it). Each cell is printed as it finishes."""
+    from noisebench.experiment import prepare
+    from noisebench.runs import evaluate
+    from noisebench.sweep import as_run_spec
+
+    cells, ran = suite.cells(), 0
+    for cell in cells:
+        outcome = evaluate(prepare(as_run_spec(suite, cell)), store, any_commit=True)
+        ok = [r["test_acc"] for r in outcome.records if r["status"] == "ok"]
+        acc = f"{100 * sum(ok) / len(ok):.1f}" if ok else "—"
+        estimated = " [estimated T]" if cell.transition == "estimated" else ""
+        done = (
+            "ran" if outcome.reused < len(outcome.records) else "already in the store"
+        )
+        print(
+            f"    as run, {cell.noise_type} {cell.rate:g}{estimated}: test acc {acc} "
+            f"({len(ok)} seeds, {done})",
+            flush=True,
+        )
+        ran += outcome.reused < len(outcome.records)
+    return f"as run: {len(cells)} cells, {ran} run now"
+
+
 def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
-    """The suite's cells for this one method; cells already in the store are skipped.
-    Each cell is printed as it finishes (the standard suite takes minutes)."""
+    """The method's rows on the suite's setup: as run with its defaults, then tuned by
+    the suite, restricted to it. Cells already in the store are skipped; each is
+    printed as it finishes (the standard suite takes minutes)."""
     from noisebench.errors import UserError
     from noisebench.sweep import describe, load_suite, sweep
 
@@ -144,6 +171,7 @@ def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
         only = dataclasses.replace(
             suite, methods=(name,), estimated=(name,) if estimated else ()
         )
+        as_run = run_as_run(only, store)
         cells = sweep(only, store=store, on_cell=show)
     except Exception as err:  # noqa: BLE001 - whatever broke, the summary names it
         text = (
@@ -157,7 +185,7 @@ def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
             show(cell)
     ran = sum(cell.ran for cell in cells)
     result.suite_passed = True
-    result.suite = f"suite {suite.name}: {len(cells)} cells, {ran} run now"
+    result.suite = f"{as_run}; suite {suite.name}: {len(cells)} cells, {ran} run now"
     print(f"  {PASS} {result.suite}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,16 +125,15 @@ def load_suite(name: str, store: Path) -> Suite:
     return suite
 
 
-def cell_spec(suite: Suite, cell: Cell, *, storage: str, device: str, heartbeat: int):
-    """The TuneSpec of one cell; every input is checked here, before any work."""
+def _base_spec(suite: Suite, cell: Cell, device: str):
+    """The cell's configuration, params left to the caller."""
     from noisebench.data import resolve_card
     from noisebench.experiment import RunSpec, train_config_for
     from noisebench.noise import NoiseSpec
     from noisebench.registry import get_method
-    from noisebench.tune import TuneSpec
 
     get_method(cell.method)
-    base = RunSpec(
+    return RunSpec(
         method=cell.method,
         params={},
         dataset=suite.dataset,
@@ -143,8 +142,27 @@ def cell_spec(suite: Suite, cell: Cell, *, storage: str, device: str, heartbeat:
         device=device,
         transition=cell.transition,
     )
+
+
+def as_run_spec(suite: Suite, cell: Cell, *, device: str = "auto"):
+    """The cell as the board's as-run table shows it: the method's defaults, on the
+    suite's final seeds (0, 1, ...)."""
+    from noisebench.registry import get_method
+
+    base = _base_spec(suite, cell, device)
+    return replace(
+        base,
+        params=get_method(cell.method).resolve(),
+        seeds=tuple(range(suite.final_seeds)),
+    )
+
+
+def cell_spec(suite: Suite, cell: Cell, *, storage: str, device: str, heartbeat: int):
+    """The TuneSpec of one cell; every input is checked here, before any work."""
+    from noisebench.tune import TuneSpec
+
     return TuneSpec(
-        base=base,
+        base=_base_spec(suite, cell, device),
         trials=suite.trials,
         tune_seeds=suite.tune_seeds,
         final_seeds=suite.final_seeds,

@@ -115,3 +115,42 @@ def test_each_suite_tunes_every_method_with_params_on_the_same_grid(setup):
     assert suite.dataset == data_args[1]
     assert suite.train.get("model") == option(list(data_args), "--model")
     assert suite.final_seeds == 5 and suite.trials > 0
+
+
+class Captured(Exception):
+    """Raised by the stand-in trainer once it has the configuration."""
+
+
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_the_ci_as_run_rows_are_the_configuration_the_script_runs(setup, monkeypatch):
+    """ci/check_methods.py adds a new method's as-run row through the suite
+    (`sweep.as_run_spec`); it must be the row the script's `noisebench evaluate` makes,
+    or a method's board row would split in two. Both configurations are captured
+    before training and their leaderboard keys compared."""
+    from typer.testing import CliRunner
+
+    from noisebench import experiment
+    from noisebench.cli import app
+    from noisebench.records import config_hash
+    from noisebench.sweep import Cell, as_run_spec
+
+    data_args, name = SETUPS[setup]
+    suite = load_suite(name, ROOT / "leaderboard")
+    captured = []
+
+    def capture(prepared, **_):
+        captured.append(prepared)
+        raise Captured
+
+    monkeypatch.setattr(experiment, "run", capture)
+    for method, transition in (("gce", "oracle"), ("forward", "estimated")):
+        captured.clear()
+        args = ["evaluate", *data_args, "--method", method, "--noise-type", "pairflip"]
+        args += ["--noise", "0.2", "--seeds", "5", "--transition", transition]
+        CliRunner().invoke(app, [*args, "--no-record", "--json"])
+        (from_cli,) = captured
+        cell = Cell(method, "pairflip", 0.2, transition)
+        from_suite = experiment.prepare(as_run_spec(suite, cell))
+        assert config_hash(from_suite) == config_hash(from_cli)
+        assert from_suite.spec.seeds == from_cli.spec.seeds == (0, 1, 2, 3, 4)
+        assert from_suite.spec.phase == from_cli.spec.phase == "evaluate"

@@ -4,6 +4,7 @@ one passes, and a board that is stale against the shards fails the run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -133,6 +134,7 @@ def test_a_method_pull_request_is_checked(repo):
     assert "but cross-entropy is" in neutral
     (good,) = [line for line in summary if "good (methods/good.py)" in line]
     assert good.startswith("  ✓") and "suite tiny: 1 cells, 1 run now" in good
+    assert "as run: 1 cells, 1 run now" in good  # the board's as-run row too
     (board,) = [line for line in summary if "leaderboard:" in line]
     assert board.startswith("  ✗") and "leaderboard/README.md is stale" in board
     assert "new shard(s) in leaderboard/runs are not committed" in board
@@ -140,6 +142,13 @@ def test_a_method_pull_request_is_checked(repo):
     assert "Traceback" not in out.stdout + out.stderr
     shards = sorted((repo / "leaderboard" / "runs").glob("*.parquet"))
     assert shards  # the good method's records, for the author to commit
+    from noisebench.store import read_records
+
+    rows = read_records(repo / "leaderboard").to_pylist()
+    assert {r["method"] for r in rows} == {"good"}
+    as_run = [r for r in rows if r["phase"] == "evaluate"]
+    assert [json.loads(r["params"]) for r in as_run] == [{"a": 0.1}]  # its defaults
+    assert {r["phase"] for r in rows} == {"evaluate", "tune", "final"}
 
     # 2. fixed: the broken one dropped, the shards and the rendered board committed.
     #    The good method's cell is in the store now, so nothing is trained again.
@@ -152,6 +161,7 @@ def test_a_method_pull_request_is_checked(repo):
     summary = out.stdout.split("summary (against main):")[1].splitlines()
     (good,) = [line for line in summary if "good (methods/good.py)" in line]
     assert good.startswith("  ✓") and "1 cells, 0 run now" in good
+    assert "as run: 1 cells, 0 run now" in good
     assert "broken" not in out.stdout
     assert "  ✓ leaderboard: leaderboard/README.md is up to date" in summary
     assert summary[-1] == "passed"
