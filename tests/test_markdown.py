@@ -236,6 +236,15 @@ def test_plot_file_names_are_safe_and_distinct():
         assert len(slug) <= 100
 
 
+def test_plot_folders_name_the_model():
+    rows = [record(seed=0), record(seed=0, train_config=train_config("cnn"))]
+    slugs = sorted(b.slug for b in lb.boards(rows))
+    assert [s.rsplit("-", 1)[0] for s in slugs] == [
+        "digits-cnn-symmetric-exact",
+        "digits-mlp-symmetric-exact",
+    ]
+
+
 def test_dollar_signs_in_user_text_do_not_break_the_figures(tmp_path):
     """Every figure of a board whose names hold matplotlib math ('$...$') is written."""
     from noisebench.store import write_records

@@ -158,7 +158,9 @@ class Board:
             ]
         )
         digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
-        readable = f"{self.dataset}-{self.noise_type}-{self.noise_mode}".lower()
+        model = model_name(self.train_config)
+        parts = [self.dataset, *([model] if model else []), self.noise_type]
+        readable = "-".join([*parts, self.noise_mode]).lower()
         # no leading dot (hidden file), and short enough for any file system
         readable = re.sub(r"[^a-z0-9_.-]+", "_", readable).lstrip(".")[:80]
         return f"{readable}-{digest}"
