@@ -167,3 +167,29 @@ def test_bad_input_is_one_line_and_exit_2(store, args, message):
 def test_a_missing_store_is_one_line_and_exit_2(tmp_path):
     result = invoke("leaderboard", "show", "--store", str(tmp_path / "nowhere"))
     assert result.exit_code == 2 and "no such folder" in result.stderr
+
+
+def test_a_narrow_terminal_wraps_labels_and_never_cuts_them(tmp_path):
+    """Two rows that differ only at the end of their params stay told apart, and
+    every column stays on screen, at 60 columns."""
+    rows = []
+    for tail in ("1", "2"):
+        params = f'{{"a_rather_long_parameter_name":0.12345{tail}}}'
+        rows += runs("mine", [0.7, 0.71], params=params, train_config=MLP)
+    write_records(rows, tmp_path)
+    result = CliRunner().invoke(
+        app,
+        ["leaderboard", "show", "--store", str(tmp_path), "--metric", "last"],
+        env={"COLUMNS": "60"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "…" not in result.stdout
+    assert all(len(line) <= 60 for line in result.stdout.splitlines())
+    # the folded label's characters, read down the method column, end differently
+    column = "".join(
+        line.split("│")[1].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    )
+    assert "a_rather_long_parameter_name=0.123451" in column
+    assert "a_rather_long_parameter_name=0.123452" in column

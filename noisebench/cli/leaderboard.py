@@ -162,12 +162,17 @@ def show(
         _print_tables(shown)
 
 
+def _label(row) -> str:
+    from noisebench.leaderboard.aggregate import UPPER_BOUND
+
+    return row.line.label + (" (T known)" if row.block == UPPER_BOUND else "")
+
+
 def _print_tables(shown) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from noisebench.leaderboard.aggregate import UPPER_BOUND
     from noisebench.leaderboard.markdown import (
         KIND_TITLES,
         METRIC_TITLES,
@@ -188,12 +193,14 @@ def _print_tables(shown) -> None:
         view = Table(
             title=Text(title), caption=Text(describe_setup(board.train_config))
         )
-        view.add_column("method")
+        labels = [_label(row) for row in table.rows]
+        # wrap a long label, never cut it short: two rows may differ only in the
+        # tail of their params
+        view.add_column("method", overflow="fold")
         for rate in table.rates:
             view.add_column(f"{rate:g}", justify="right")
         view.add_column("mean rank", justify="right")
-        for row in table.rows:
-            label = row.line.label + (" (T known)" if row.block == UPPER_BOUND else "")
+        for row, label in zip(table.rows, labels, strict=True):
             cells = []
             for rate in table.rates:
                 entry = row.entries.get(rate)
