@@ -191,7 +191,7 @@ def common_fields(
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else (platform.processor() or platform.machine()),
+        else f"{cpu_name()}, {_threads(torch.get_num_threads())}",
         "git_sha": git_sha(),
         "started_at": started,
         "finished_at": finished,
@@ -199,6 +199,23 @@ def common_fields(
 
 
 @functools.cache
+def cpu_name() -> str:
+    """The CPU's model where Linux says it, else the architecture. Records keep it
+    because two CPUs' kernels round differently and training amplifies that: the same
+    seeds agree bitwise on one machine, within seed noise across two."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def git_sha() -> str | None:
     """The source checkout's commit, when noisebench runs from one (never from a wheel)."""
     root = Path(__file__).resolve().parent.parent

@@ -650,3 +650,29 @@ def test_models_lists_every_family_with_what_it_takes():
         "cnn1d": "signal",
     }
     assert all(m["summary"] for m in rows.values())
+
+
+def test_a_cpu_run_records_the_cpu_model_and_its_threads(tmp_path):
+    """Two CPUs round differently, and the thread count sets what a wall time means:
+    both are in the record (the compute table groups by them)."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    result = invoke(
+        *("evaluate", "--method", "ce", *TINY, "--seeds", "1", "--device", "cpu"),
+        *("--store", str(tmp_path), "--json"),
+    )
+    assert result.exit_code == 0, result.stderr
+    (row,) = read_records(tmp_path).to_pylist()
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.exists() else ""
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    if found is None:
+        pytest.skip("no CPU model name on this system")
+    threads = torch.get_num_threads()
+    model = " ".join(found.group(1).split())
+    plural = "thread" if threads == 1 else "threads"
+    assert row["device"] == "cpu"
+    assert row["device_name"] == f"{model}, {threads} {plural}"
