@@ -323,3 +323,31 @@ def test_the_compute_is_the_sum_of_wall_times_per_setup_and_device():
     text = lb.render_markdown(rows)
     assert "| digits (mlp) | cpu (x86\\_64) | 2 | 3 | 1.50 |" in text
     assert "| all | | 4 | 3 | 3.51 |" in text
+
+
+def test_the_params_tuning_chose_are_shown_per_cell():
+    """Each tuned cell's params, in the tuned table's row order (ls first: higher
+    mean), rounded to 3 digits; a cell not tuned reads ·, and a cell whose records
+    disagree says so instead of picking one. The export carries them exactly."""
+    tuned = {"phase": "final", "noise_rate": 0.4}
+    ls = runs("ls", [0.8, 0.8], params='{"smoothing":0.123456}', **tuned)
+    ls += runs("ls", [0.6, 0.6], phase="final", params='{"smoothing":0.3}')
+    gce = runs("gce", [0.7, 0.7], params='{"q":0.5}', **tuned)
+    gce[1] |= {"params": '{"q":0.9}'}
+    rows = ls + gce + runs("gce", [0.5, 0.5], params='{"q":0.7}')  # as run, at 0.2
+    text = lb.render_markdown(rows)
+    chosen = text[text.index("Params chosen by tuning") :].split("\n\n")[1]
+    assert chosen.splitlines()[2:] == [
+        "| ls (tuned) | smoothing=0.3 | smoothing=0.123 |",
+        "| gce (tuned) | · | mixed |",
+    ]
+    from noisebench.leaderboard import export
+
+    flat = export.flat_rows(lb.aggregate.tables(lb.boards(rows)[0], "test_acc"))
+    cells = {
+        (r["label"], r["noise_rate"]): r["cell_params"]
+        for r in flat
+        if r["table"] == "tuned"
+    }
+    assert cells[("ls (tuned)", 0.4)] == '{"smoothing":0.123456}'
+    assert cells[("gce (tuned)", 0.4)] is None

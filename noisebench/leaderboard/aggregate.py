@@ -103,6 +103,13 @@ class Cell:
     def stat(self, metric: str) -> Stat:
         return Stat.of([r[metric] for r in self.by_status("ok")])
 
+    @property
+    def params(self) -> str | None:
+        """The params (canonical JSON) every record ran with: for a tuned cell, the
+        ones tuning chose. None when they disagree, which one tuning never gives."""
+        found = {r["params"] for r in self.records}
+        return found.pop() if len(found) == 1 else None
+
     def by_noise_seed(self, metric: str) -> dict[Any, float]:
         """The `ok` values keyed for pairing across methods: by noise seed (the same
         noisy labels), or (noise seed, seed) if the cell has one noise seed twice."""
@@ -326,12 +333,16 @@ class Line(NamedTuple):
             name += f" [teacher {self.teacher}]"
         if self.params == TUNED:
             return f"{name} (tuned)"
-        params = json.loads(self.params)
-        inner = ", ".join(
-            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in params.items()
-        )
+        inner = format_params(self.params)
         return f"{name} ({inner})" if inner else name
+
+
+def format_params(params: str, digits: int = 6) -> str:
+    """Canonical params JSON as `k=v, ...`, floats to `digits` significant digits."""
+    return ", ".join(
+        f"{k}={v:.{digits}g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in json.loads(params).items()
+    )
 
 
 DEFAULT_TABLE, TUNED_TABLE = "default", "tuned"

@@ -73,6 +73,7 @@ FIELDS = (
     "method",
     "label",
     "params",
+    "cell_params",
     "origin",
     "estimated_t",
     "block",
@@ -117,6 +118,8 @@ def flat_rows(shown: Sequence[Table]) -> list[dict[str, Any]]:
                         "method": row.line.method,
                         "label": row.line.label,
                         "params": row.line.params,
+                        # a tuned row's params are per cell: the ones tuning chose
+                        "cell_params": cell.params,
                         "origin": row.line.origin,
                         "estimated_t": row.line.estimated_t,
                         "block": row.block,

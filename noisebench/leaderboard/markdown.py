@@ -14,6 +14,7 @@ from noisebench.leaderboard.aggregate import (
     DIVERGED,
     INCOMPLETE,
     LEADERBOARD_PHASES,
+    TUNED,
     TUNED_TABLE,
     UPPER_BOUND,
     Board,
@@ -22,6 +23,7 @@ from noisebench.leaderboard.aggregate import (
     Grid,
     Table,
     boards,
+    format_params,
     leaderboard_rows,
     model_name,
     tables,
@@ -140,6 +142,36 @@ def render_table(table: Table) -> list[str]:
     return lines
 
 
+CHOSEN_NOTE = (
+    "Params chosen by tuning, per cell (3 significant digits; the records hold them"
+    " exactly, to run a row again):"
+)
+
+
+def render_chosen(table: Table) -> list[str]:
+    """What tuning chose in each cell of a tuned table, in the table's row order."""
+    rows = [row for row in table.rows if row.line.params == TUNED]
+    if not rows:
+        return []
+    rates = table.rates
+    lines = [
+        "| method | " + " | ".join(f"{r:g}" for r in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for row in rows:
+        cells = [
+            _chosen(row.entries[r].cell) if r in row.entries else NOT_RUN for r in rates
+        ]
+        lines.append(f"| {md_escape(row.line.label)} | " + " | ".join(cells) + " |")
+    return [CHOSEN_NOTE, "", *lines, ""]
+
+
+def _chosen(cell) -> str:
+    if cell.params is None:
+        return "mixed"
+    return md_escape(format_params(cell.params, digits=3)) or "defaults"
+
+
 NOT_RUN = "·"  # a row with no runs at all at this rate
 
 KIND_TITLES = {
@@ -231,6 +263,8 @@ def render_board(board: Board, plots: dict[str, str]) -> list[str]:
         for table in kind_tables:
             out += [f"{METRIC_TITLES[table.metric]}:", ""]
             out += render_table(table) + [""]
+        if kind == TUNED_TABLE:
+            out += render_chosen(kind_tables[0])
     for name, path in plots.items():
         out += [f"![{md_escape(name)}]({path})", ""]
     if board.superseded:
