@@ -4,6 +4,8 @@ scipy's tests), the presets' arms, and one small preset end to end."""
 from __future__ import annotations
 
 import math
+import statistics
+import zlib
 
 import numpy as np
 import pytest
@@ -363,3 +365,51 @@ def test_clean_labels_and_disturblabel_verdicts():
         )
         == DOES_NOT_HOLD
     )
+
+
+# --------------------------------------------------------------------- no choice on the test set
+def test_every_choice_inside_a_claim_is_made_on_noisy_validation():
+    """Where a preset picks an arm (the best smoothing rate of each sign, the better
+    loss correction, each teacher's temperature), the arm with the best noisy-validation
+    accuracy is picked, never the one with the best test accuracy: here the two always
+    disagree (test accuracy is high exactly where noisy validation is low)."""
+
+    def value_of(label, metric):
+        score = zlib.crc32(label.encode()) / 2**32  # a fixed, arbitrary order of arms
+        return 0.5 + 0.4 * (score if metric == "best_val_acc" else 1 - score)
+
+    def by_val(records, labels):
+        return max(
+            labels,
+            key=lambda a: statistics.fmean(r["best_val_acc"] for r in records[a]),
+        )
+
+    for preset in (
+        "wei-negative",
+        "wei-negative-warmup",
+        "lukasik-correction",
+        "lukasik-distillation",
+        "muller-distillation",
+    ):
+        records = synthetic(preset, value_of)
+        chosen = {arm for p in get_preset(preset).parts(records) for arm in (p.a, p.b)}
+        for labels in choice_groups(preset, records):
+            (picked,) = chosen & set(labels)
+            assert picked == by_val(records, labels), (preset, labels)
+
+
+def choice_groups(preset: str, records: dict) -> list[list[str]]:
+    """The arms among which `preset` chooses one, as its docs state them."""
+    labels = list(records)
+    if preset.startswith("wei-negative"):
+        groups = []
+        for noise in ("0.2", "0.6"):
+            at = [a for a in labels if a.endswith(f"noise {noise}")]
+            groups.append([a for a in at if float(a.split("r=")[1].split(",")[0]) < 0])
+            groups.append([a for a in at if float(a.split("r=")[1].split(",")[0]) > 0])
+        return groups
+    if preset == "lukasik-correction":
+        return [["forward [estimated T]", "backward [estimated T]"]]
+    return [
+        [a for a in labels if a.startswith(f"student of {t}")] for t in ("ce", "ls")
+    ]

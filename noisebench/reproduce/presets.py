@@ -58,9 +58,10 @@ def _lukasik_correction_arms(setting: Setting) -> list[Arm]:
 
 
 def _lukasik_correction_parts(records: Records) -> list[Part]:
-    # competitive: within 1 point of the best loss correction a practitioner can run
-    # (T estimated), in clean test accuracy at the noisy-validation epoch
-    best = _best(records, list(CORRECTIONS), "test_acc_at_best_val")
+    # competitive: within 1 point of the better loss correction a practitioner can run
+    # (T estimated; the better one chosen on noisy validation, as a practitioner
+    # would), in clean test accuracy at the noisy-validation epoch
+    best = _best(records, list(CORRECTIONS), "best_val_acc")
     return [Part("ls", best, "test_acc_at_best_val", margin=0.01, label="uniform 0.2")]
 
 
@@ -96,13 +97,14 @@ def _wei_arms(setting: Setting, preset: str, warmup: float = 0.0) -> list[Arm]:
 
 def _wei_parts(records: Records) -> list[Part]:
     """At the highest noise the best negative rate beats the best positive one; at the
-    lowest noise the best positive rate beats the best negative one."""
+    lowest noise the best positive rate beats the best negative one. "Best" is chosen
+    on noisy-validation accuracy; the two are then compared on the test set."""
     parts = []
     for rate, winner in ((max(WEI_NOISE), "negative"), (min(WEI_NOISE), "positive")):
         negative = [f"gls r={r:g}, noise {rate:g}" for r in SMOOTH_RATES if r < 0]
         positive = [f"gls r={r:g}, noise {rate:g}" for r in SMOOTH_RATES if r > 0]
-        best_neg = _best(records, negative, "test_acc_at_best_val")
-        best_pos = _best(records, positive, "test_acc_at_best_val")
+        best_neg = _best(records, negative, "best_val_acc")
+        best_pos = _best(records, positive, "best_val_acc")
         a, b = (best_neg, best_pos) if winner == "negative" else (best_pos, best_neg)
         parts.append(Part(a, b, "test_acc_at_best_val", label=f"noise {rate:g}"))
     return parts
