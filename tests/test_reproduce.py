@@ -174,7 +174,9 @@ def invoke(*args):
     return CliRunner().invoke(app, list(args))
 
 
-def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(tmp_path):
+def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(
+    tmp_path, monkeypatch
+):
     store, reports = tmp_path / "store", tmp_path / "reports"
     args = [
         "reproduce",
@@ -204,6 +206,15 @@ def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(tmp_path):
     assert invoke(*args).exit_code == 0
     assert sorted((store / "runs").iterdir()) == shards  # nothing trained again
     assert report.read_text() == text
+    # another commit judges the same arms again with --any-commit, training nothing
+    from noisebench import records
+
+    monkeypatch.setattr(records, "git_sha", lambda: "another commit")
+    assert invoke(*args, "--any-commit").exit_code == 0
+    assert sorted((store / "runs").iterdir()) == shards
+    assert report.read_text() == text
+    assert invoke(*args).exit_code == 0  # without it, that commit trains its own
+    assert len(list((store / "runs").iterdir())) == len(shards) + 4
 
 
 @pytest.mark.parametrize(

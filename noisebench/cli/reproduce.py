@@ -47,6 +47,14 @@ def reproduce(
     reports: Annotated[
         Path, typer.Option("--reports", help="Where the report goes.")
     ] = Path("reports"),
+    any_commit: Annotated[
+        bool,
+        typer.Option(
+            "--any-commit",
+            help="Reuse arms recorded by any commit of noisebench (to judge a claim "
+            "again under a fixed rule without training).",
+        ),
+    ] = False,
     as_json: options.Json = False,
 ) -> None:
     """Run a preset's arms through the engine and store, judge the claim, write the report."""
@@ -90,7 +98,7 @@ def reproduce(
                 task, total=total, completed=i, description=f"{name}: {arm.label}"
             )
 
-        result = run_preset(name, setting, store, on_arm=on_arm)
+        result = run_preset(name, setting, store, on_arm=on_arm, any_commit=any_commit)
     path = write(result, reports)
     if as_json:
         print(

@@ -37,9 +37,12 @@ class Result:
     verdict: Verdict
 
 
-def reproduce(name: str, setting: Setting, store: Path, *, on_arm=None) -> Result:
+def reproduce(
+    name: str, setting: Setting, store: Path, *, on_arm=None, any_commit: bool = False
+) -> Result:
     """Run every arm of preset `name` on `setting` (each validated before any trains),
-    reusing the records already in `store`, and judge the claim."""
+    reusing the records already in `store` (made by this commit, or by any with
+    `any_commit`), and judge the claim."""
     from noisebench.experiment import prepare
     from noisebench.runs import evaluate
     from noisebench.tune import tune, tuning_run
@@ -60,7 +63,7 @@ def reproduce(name: str, setting: Setting, store: Path, *, on_arm=None) -> Resul
         elif preset.probe is not None:
             records[arm.label] = _probed(preset, ready, store)
         else:
-            records[arm.label] = evaluate(ready, store).records
+            records[arm.label] = evaluate(ready, store, any_commit=any_commit).records
     return Result(preset, setting, arms, records, judge(records, preset.parts(records)))
 
 
