@@ -417,3 +417,17 @@ def test_user_text_with_dollars_renders_in_every_figure(tmp_path):
     for i, fig in enumerate(figures):
         plots.save(fig, tmp_path / f"{i}.png")  # draws: invalid math would raise here
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.png" for i in range(4)]
+
+
+def test_a_long_y_label_of_a_one_panel_figure_stays_inside_it():
+    """A report's single panel is shorter than its y label; the label is broken into
+    lines rather than clipped at both ends."""
+    series = [Series("a", "g", (0.0, 1.0), (1.0, 2.0), (0.1, 0.1))]
+    label = "clean test accuracy, noisy-validation epoch (%)"
+    fig = plots.figure_small_multiples(series, title="t", ylabel=label, xlabel="x")
+    fig.canvas.draw()
+    text = fig._supylabel
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height
+    assert text.get_text().replace("\n", " ") == label
+    plt.close(fig)

@@ -194,7 +194,7 @@ def figure_small_multiples(
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize="small", framealpha=0.85, loc="best")
     fig.supxlabel(_plain(xlabel))
-    fig.supylabel(_plain(ylabel))
+    fig.supylabel(_fit(_plain(ylabel), fig.get_figheight()))
     fig.suptitle(_plain(title))
     return fig
 
@@ -600,6 +600,15 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _fit(text: str, inches: float) -> str:
+    """`text` broken into lines that fit along `inches` of figure (about 9 pixels a
+    character at the default size and 100 dpi): a one-row figure is too short for a
+    long y label, which constrained layout would clip at both ends."""
+    import textwrap
+
+    return textwrap.fill(text, width=max(16, int(inches * 100 / 9)))
 
 
 def _plain(text: str) -> str:
