@@ -131,15 +131,14 @@ def run_as_run(suite, store: Path) -> str:
         ok = [r["test_acc"] for r in outcome.records if r["status"] == "ok"]
         acc = f"{100 * sum(ok) / len(ok):.1f}" if ok else "—"
         estimated = " [estimated T]" if cell.transition == "estimated" else ""
-        done = (
-            "ran" if outcome.reused < len(outcome.records) else "already in the store"
-        )
+        trained = outcome.reused < len(outcome.records)
+        done = "ran" if trained else "already in the store"
         print(
             f"    as run, {cell.noise_type} {cell.rate:g}{estimated}: test acc {acc} "
             f"({len(ok)} seeds, {done})",
             flush=True,
         )
-        ran += outcome.reused < len(outcome.records)
+        ran += trained
     return f"as run: {len(cells)} cells, {ran} run now"
 
 
