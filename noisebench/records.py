@@ -107,8 +107,10 @@ def stored_runs(
     is not finished work), and made by this very noisebench (its git commit, or its
     version when installed): the configuration hash covers the method's code, not the
     engine's, so a record of another commit is not this command's work. With
-    `any_commit`, it is: the leaderboard's rule, which keys a row by the method's code,
-    so a board built over many commits can be finished where it stopped."""
+    `any_commit`, it is, if this version of noisebench made it: the leaderboard's rule,
+    which keys a row by the method's code, so a board built over many commits can be
+    finished where it stopped. A change to the engine that alters the results of an
+    unchanged configuration bumps the version, so no record is reused across it."""
     from noisebench import __version__
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records, runs_dir
@@ -125,10 +127,8 @@ def stored_runs(
         if r["phase"] == spec.phase
         and r["status"] in ("ok", "diverged")
         and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
-        and (
-            any_commit
-            or (r["git_sha"], r["noisebench_version"]) == (commit, __version__)
-        )
+        and r["noisebench_version"] == __version__
+        and (any_commit or r["git_sha"] == commit)
     }
 
 

@@ -490,6 +490,12 @@ def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(
         r["test_acc"] for r in again["runs"]
     ]
     assert json.loads(invoke(*args, "--seeds", "2").stdout)["reused"] == 0
+    # never across versions: a version bump marks a change of results
+    import noisebench
+
+    monkeypatch.setattr(noisebench, "__version__", "99.0")
+    bumped = invoke(*args, "--seeds", "2", "--any-commit")
+    assert json.loads(bumped.stdout)["reused"] == 0
 
 
 def test_json_is_strict_and_rich_markup_in_user_strings_is_printed_as_is(tmp_path):
