@@ -37,7 +37,8 @@ def evaluate(
         bool,
         typer.Option(
             "--any-commit",
-            help="Reuse records of this configuration made by any commit of noisebench, "
+            help="Reuse records of this configuration made by any commit of this noisebench "
+            "version, "
             "as the leaderboard shows them (to finish a board built over many commits).",
         ),
     ] = False,
