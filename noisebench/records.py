@@ -38,6 +38,28 @@ METRICS = (
 # the test set's reliability diagram: per confidence bin, samples, hits, confidence sum
 RELIABILITY = ("reliability_count", "reliability_correct", "reliability_confidence")
 
+# The engine revision of every noisebench release. Releases of one revision give the
+# same results for the same configuration on the same CPU; a record's configuration
+# hash covers the method's code but not the engine's (training loop, data split, noise
+# draw, metrics), so a release that changes the results of an unchanged configuration
+# takes a new revision, and the records of older revisions are no longer comparable:
+# the leaderboard sets them aside and `--any-commit` does not reuse them. A release
+# that changes nothing of the kind keeps its predecessor's revision, and its board.
+ENGINE_REVISIONS = {"0.1.0": 1}
+
+
+def engine_revision(version: str | None) -> int | None:
+    """The engine revision of a noisebench release; None for one this release does not
+    know (a newer one, or a record without a version)."""
+    return ENGINE_REVISIONS.get(version) if version is not None else None
+
+
+def same_engine(version: str | None) -> bool:
+    """Whether records made by noisebench `version` are comparable with this one's."""
+    from noisebench import __version__
+
+    return engine_revision(version) == ENGINE_REVISIONS[__version__]
+
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
@@ -107,10 +129,9 @@ def stored_runs(
     is not finished work), and made by this very noisebench (its git commit, or its
     version when installed): the configuration hash covers the method's code, not the
     engine's, so a record of another commit is not this command's work. With
-    `any_commit`, it is, if this version of noisebench made it: the leaderboard's rule,
-    which keys a row by the method's code, so a board built over many commits can be
-    finished where it stopped. A change to the engine that alters the results of an
-    unchanged configuration bumps the version, so no record is reused across it."""
+    `any_commit`, it is, if a noisebench of the same engine revision made it (any
+    commit, any release of `ENGINE_REVISIONS`' same revision): the leaderboard's rule,
+    so a board built over many commits can be finished where it stopped."""
     from noisebench import __version__
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records, runs_dir
@@ -127,8 +148,11 @@ def stored_runs(
         if r["phase"] == spec.phase
         and r["status"] in ("ok", "diverged")
         and noise_seed_of.get(r["seed"], -1) == r["noise_seed"]
-        and r["noisebench_version"] == __version__
-        and (any_commit or r["git_sha"] == commit)
+        and (
+            same_engine(r["noisebench_version"])
+            if any_commit
+            else r["noisebench_version"] == __version__ and r["git_sha"] == commit
+        )
     }
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from noisebench import __version__
 from noisebench.store import SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -93,6 +94,7 @@ def record(**overrides: Any) -> dict[str, Any]:
         "test_acc_at_best_val": 0.6,
         "finished_at": T0,
         "started_at": T0,
+        "noisebench_version": __version__,
     }
     return row | overrides
 

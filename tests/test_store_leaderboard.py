@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,60 @@ def test_stale_method_versions_and_code_are_set_aside(registered):
     ]
 
 
+def test_runs_of_another_engine_revision_are_stale_whatever_their_method(
+    registered, monkeypatch
+):
+    from noisebench import records
+
+    monkeypatch.setattr(
+        records, "ENGINE_REVISIONS", {"0.1.0": 1, "0.0.9": 1, "0.0.1": 0}
+    )
+    rows = {
+        "current": record(method="ls", method_version=2),
+        # a release whose engine gives the same results: its board is still ours
+        "same engine": record(
+            method="ls", method_version=2, noisebench_version="0.0.9"
+        ),
+        "old engine": record(method="ls", method_version=2, noisebench_version="0.0.1"),
+        "unknown release": record(
+            method="ls", method_version=2, noisebench_version="2.0"
+        ),
+        "no release": record(method="ls", method_version=2, noisebench_version=None),
+        "not installed, old engine": record(method="gone", noisebench_version="0.0.1"),
+    }
+    for name, row in rows.items():
+        row["run_id"] = name
+    current, stale = lb.split_stale(rows.values())
+    assert sorted(r["run_id"] for r in current) == ["current", "same engine"]
+    assert sorted(r["run_id"] for r in stale) == [
+        "no release",
+        "not installed, old engine",
+        "old engine",
+        "unknown release",
+    ]
+    text = "\n".join(lb.markdown.render_stale(stale))
+    assert "| ls | builtin | v2 01234567 | v2 01234567 | 0.0.1 (engine 0) | 1 |" in text
+    assert (
+        "| ls | builtin | v2 01234567 | v2 01234567 | 2.0 (engine unknown) | 1 |"
+        in text
+    )
+    assert (
+        "| gone | builtin | v1 01234567 | not registered | 0.0.1 (engine 0) | 1 |"
+        in (text)
+    )
+
+
+def test_this_release_has_an_engine_revision_and_is_the_packaged_one():
+    """A release bump that forgets ENGINE_REVISIONS would make every record stale."""
+    from noisebench import __version__
+    from noisebench.data.cards import tomllib
+    from noisebench.records import ENGINE_REVISIONS, same_engine
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["version"] == __version__
+    assert __version__ in ENGINE_REVISIONS and same_engine(__version__)
+
+
 def test_stale_runs_are_listed_apart_on_the_page(registered, tmp_path):
     write_records(
         [record(method="ls", method_version=2, seed=s) for s in (0, 1)]
@@ -158,7 +213,7 @@ def test_stale_runs_are_listed_apart_on_the_page(registered, tmp_path):
     # a column of one method is ranked, never marked: there is no contest
     assert "| ls | 50.0 ± 0.0 (2) #1 | 1.00 |" in text
     stale = text[text.index("## Stale runs") :]
-    assert "| ls | builtin | v2 none | v2 01234567 | 1 |" in stale
+    assert "| ls | builtin | v2 none | v2 01234567 | 0.1.0 | 1 |" in stale
     assert text.endswith("2 runs shown; 1 stale runs listed apart.\n")
 
 

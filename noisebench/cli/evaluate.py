@@ -37,9 +37,9 @@ def evaluate(
         bool,
         typer.Option(
             "--any-commit",
-            help="Reuse records of this configuration made by any commit of this noisebench "
-            "version, "
-            "as the leaderboard shows them (to finish a board built over many commits).",
+            help="Reuse records of this configuration made by any commit or release of "
+            "this engine revision, as the leaderboard shows them (to finish a board "
+            "built over many commits).",
         ),
     ] = False,
     as_json: options.Json = False,

@@ -51,8 +51,8 @@ def reproduce(
         bool,
         typer.Option(
             "--any-commit",
-            help="Reuse arms recorded by any commit of noisebench (to judge a claim "
-            "again under a fixed rule without training).",
+            help="Reuse arms recorded by any commit or release of this engine revision "
+            "(to judge a claim again under a fixed rule without training).",
         ),
     ] = False,
     as_json: options.Json = False,

@@ -50,16 +50,22 @@ def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def split_stale(rows: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """(current, stale). A row of a method registered now is stale when the code that
-    made it is not the current code, as far as the record can tell: another version, the
-    same origin with another source hash, or no source hash at all (schema <= 2, which
-    cannot be tied to any code). Rows of methods not registered now are shown as they
-    are: there is nothing to compare them with."""
+    """(current, stale). A row is stale when a noisebench of another engine revision
+    made it (`records.ENGINE_REVISIONS`: its numbers are not comparable with this
+    engine's), or when its method is registered now and the code that made it is not
+    the current code, as far as the record can tell: another version, the same origin
+    with another source hash, or no source hash at all (schema <= 2, which cannot be
+    tied to any code). The code of methods not registered now cannot be compared with
+    anything, so only their engine is judged."""
+    from noisebench.records import same_engine
     from noisebench.registry import METHODS, discover
 
     discover()
     current, stale = [], []
     for row in rows:
+        if not same_engine(row["noisebench_version"]):
+            stale.append(row)
+            continue
         if row["method"] not in METHODS:
             current.append(row)
             continue

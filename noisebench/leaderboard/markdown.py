@@ -279,19 +279,21 @@ def render_board(board: Board, plots: dict[str, str]) -> list[str]:
 
 
 def render_stale(stale: list[dict[str, Any]]) -> list[str]:
-    """The runs set aside because their method's code changed, listed apart."""
+    """The runs set aside, listed apart with what made them: their method's code, and
+    the noisebench release (marked when its engine revision is not this one's)."""
+    from noisebench.records import engine_revision, same_engine
     from noisebench.registry import METHODS
 
     groups: dict[tuple, int] = {}
     for row in stale:
         if row["phase"] not in LEADERBOARD_PHASES:
             continue
-        sha = (row.get("method_sha") or "none")[:8]
         key = (
             row["method"],
             row.get("method_origin") or "",
             row["method_version"],
-            sha,
+            (row.get("method_sha") or "none")[:8],
+            row["noisebench_version"] or "unknown",
         )
         groups[key] = groups.get(key, 0) + 1
     if not groups:
@@ -301,17 +303,24 @@ def render_stale(stale: list[dict[str, Any]]) -> list[str]:
         "",
         (
             "Runs made by another version or source of their method than the one"
-            " registered now. Rerun them to show them."
+            " registered now, or by a noisebench whose engine gives other results"
+            " (another engine revision). Rerun them to show them."
         ),
         "",
-        "| method | origin | recorded | registered now | runs |",
-        "|---|---|---|---|---:|",
+        "| method | origin | recorded | registered now | noisebench | runs |",
+        "|---|---|---|---|---|---:|",
     ]
-    for (method, origin, version, sha), n in sorted(groups.items()):
-        now = METHODS.get(method)
+    for (method, origin, version, sha, release), n in sorted(groups.items()):
+        now = METHODS.get(method) if method in METHODS else None
+        registered = f"v{now.version} {now.source_sha[:8]}" if now else "not registered"
+        # a version string inside a cell opens no block: only odd ones need escaping
+        made_by = release if _VERSION.fullmatch(release) else md_escape(release)
+        if not same_engine(release):
+            revision = engine_revision(release)
+            made_by += f" (engine {'unknown' if revision is None else revision})"
         out.append(
             f"| {md_escape(method)} | {md_escape(origin or 'unknown')} "
-            f"| v{version} {sha} | v{now.version} {now.source_sha[:8]} | {n} |"
+            f"| v{version} {sha} | {registered} | {made_by} | {n} |"
         )
     return out + [""]
 
@@ -326,6 +335,7 @@ def github_anchor(heading: str) -> str:
 
 
 _HEADING = re.compile(r"^#{1,6} (.*)$")
+_VERSION = re.compile(r"[0-9A-Za-z.+-]+")
 _ESCAPED = re.compile(r"\\(.)")  # md_escape's backslashes, which do not render
 
 
