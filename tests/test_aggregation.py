@@ -13,7 +13,15 @@ from helpers import T0, seed_runs, train_config
 from scipy import stats as scipy_stats
 
 from noisebench import leaderboard as lb
-from noisebench.leaderboard.stats import BEST, TIED, judge_column, paired_t_test
+from noisebench.leaderboard.stats import (
+    BEST,
+    TIED,
+    detectable_effect,
+    judge_column,
+    paired_interval,
+    paired_power,
+    paired_t_test,
+)
 
 runs = seed_runs
 
@@ -38,6 +46,46 @@ def test_paired_t_test_equals_scipy(n):
         b = a - rng.normal(0.01, 0.02, n)
         want = scipy_stats.ttest_rel(a, b).pvalue
         assert paired_t_test(list(a), list(b)) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_paired_interval_equals_scipy(n):
+    rng = np.random.default_rng(100 + n)
+    for level in (0.9, 0.95):
+        a = rng.normal(0.7, 0.05, n)
+        b = a - rng.normal(0.01, 0.02, n)
+        want = scipy_stats.ttest_rel(a, b).confidence_interval(level)
+        got = paired_interval(list(a), list(b), level=level)
+        assert got == pytest.approx((want.low, want.high), rel=1e-9)
+    assert all(math.isnan(x) for x in paired_interval([0.5], [0.4]))
+
+
+@pytest.mark.parametrize("effect, pairs", [(0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)])
+def test_paired_power_gives_the_textbook_sample_sizes(effect, pairs):
+    """The pairs a two-sided paired t-test at 0.05 needs for 80% power at Cohen's d_z,
+    as G*Power (and Cohen's tables) give them: one fewer falls short."""
+    assert paired_power(pairs, effect) >= 0.8 > paired_power(pairs - 1, effect)
+
+
+@pytest.mark.parametrize("pairs, effect", [(5, 1.0), (5, 1.68), (10, 0.5)])
+def test_paired_power_matches_a_simulation(pairs, effect):
+    rng = np.random.default_rng(pairs * 100 + int(effect * 10))
+    reps = 40_000
+    diffs = rng.normal(effect, 1.0, (reps, pairs))
+    t = diffs.mean(1) / (diffs.std(1, ddof=1) / math.sqrt(pairs))
+    rejected = np.mean(np.abs(t) > scipy_stats.t.ppf(0.975, pairs - 1))
+    want = paired_power(pairs, effect)
+    assert abs(rejected - want) < 4 * math.sqrt(want * (1 - want) / reps)
+
+
+def test_the_detectable_effect_is_found_with_the_power_asked_for():
+    sizes = [detectable_effect(n) for n in (2, 3, 5, 10, 34)]
+    for n, d in zip((2, 3, 5, 10, 34), sizes, strict=True):
+        assert paired_power(n, d) == pytest.approx(0.8, abs=1e-9)
+    assert sizes == sorted(sizes, reverse=True)  # more pairs, smaller effects
+    assert sizes[-1] == pytest.approx(0.495, abs=1e-3)  # G*Power at 34 pairs
+    assert detectable_effect(3, power=0.9) > sizes[1]
+    assert detectable_effect(1) == math.inf
 
 
 def test_paired_t_test_without_spread_lets_the_data_decide():

@@ -111,6 +111,26 @@ def test_a_claim_of_parts_needs_every_part():
     assert judge(records, [good, noisy]).outcome == INCONCLUSIVE
 
 
+def test_a_verdict_states_each_parts_interval_and_what_it_could_detect():
+    from noisebench.leaderboard.stats import detectable_effect
+
+    a, b = shifted(0.0, 0.05), BASE
+    records = {"a": arm(a), "b": arm(b), "c": arm(shifted(0.001, 0.0005))}
+    noisy, equal = (
+        Part("a", "b", "test_acc_at_best_val"),
+        Part("c", "b", "test_acc_at_best_val", margin=0.01),
+    )
+    first, second = judge(records, [noisy, equal]).parts
+    want = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert first.interval == pytest.approx((want.low, want.high))
+    assert first.interval[0] < first.difference < first.interval[1]
+    spread = statistics.stdev(x - y for x, y in zip(a, b, strict=True))
+    assert first.detectable == pytest.approx(detectable_effect(5) * spread)
+    # inconclusive at 5 pairs: the difference seen is below what they can detect
+    assert first.outcome == INCONCLUSIVE and abs(first.difference) < first.detectable
+    assert second.outcome == HOLDS and math.isnan(second.detectable)
+
+
 # --------------------------------------------------------------------- presets
 SMALL = Setting(dataset="digits", model="mlp", seeds=2, epochs=2, device="cpu")
 

@@ -108,13 +108,15 @@ def reproduce(
                     "verdict": result.verdict.outcome,
                     "parts": [
                         {
-                            "rule": part.rule(),
-                            "outcome": outcome,
-                            "difference": diff,
-                            "p_value": p,
-                            "pairs": n,
+                            "rule": r.part.rule(),
+                            "outcome": r.outcome,
+                            "difference": r.difference,
+                            "interval_95": list(r.interval),
+                            "detectable_80": r.detectable,
+                            "p_value": r.p_value,
+                            "pairs": r.pairs,
                         }
-                        for part, outcome, diff, p, n in result.verdict.parts
+                        for r in result.verdict.parts
                     ],
                     "report": str(path),
                 }

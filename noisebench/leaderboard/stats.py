@@ -43,6 +43,56 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     return float(2 * student.sf(abs(t), df=n - 1))
 
 
+def paired_interval(
+    a: Sequence[float], b: Sequence[float], *, level: float = 0.95
+) -> tuple[float, float]:
+    """The t confidence interval of mean(a - b) at `level`, the interval that
+    `scipy.stats.ttest_rel(a, b).confidence_interval(level)` gives. (NaN, NaN) with fewer
+    than two pairs; a point when the differences do not spread."""
+    from scipy.stats import t as student
+
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    if n < 2:
+        return math.nan, math.nan
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    half = float(student.ppf(0.5 + level / 2, df=n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def paired_power(pairs: int, effect: float, *, alpha: float = ALPHA) -> float:
+    """The probability that the two-sided paired t-test at `alpha` over `pairs` pairs
+    rejects when the differences' true mean is `effect` standard deviations (Cohen's
+    d_z): the noncentral t distribution's mass beyond the critical values."""
+    from scipy.stats import nct
+    from scipy.stats import t as student
+
+    df, shift = pairs - 1, abs(effect) * math.sqrt(pairs)  # symmetric in the sign
+    critical = float(student.ppf(1 - alpha / 2, df))
+    # the far tail: scipy returns NaN where its value (< 1e-15 here) underflows
+    wrong_side = float(nct.cdf(-critical, df, shift))
+    return float(nct.sf(critical, df, shift)) + (
+        0.0 if math.isnan(wrong_side) else wrong_side
+    )
+
+
+def detectable_effect(pairs: int, *, power: float = 0.8, alpha: float = ALPHA) -> float:
+    """The smallest true mean difference, in standard deviations of the differences,
+    that the paired t-test over `pairs` pairs detects with probability `power`: what
+    an inconclusive comparison could have found, a property of the design and not of
+    the observed difference (whose 'observed power' only restates its p-value)."""
+    from scipy.optimize import brentq
+
+    if pairs < 2:
+        return math.inf
+    high = 1.0
+    while paired_power(pairs, high, alpha=alpha) < power:
+        high *= 2
+    return float(
+        brentq(lambda d: paired_power(pairs, d, alpha=alpha) - power, 0.0, high)
+    )
+
+
 @dataclass(frozen=True)
 class Standing:
     """One cell's place in its column."""

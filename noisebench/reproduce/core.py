@@ -14,13 +14,18 @@ labels), at ALPHA, on the metric the claim is about:
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from noisebench.experiment import RunSpec
-from noisebench.leaderboard.stats import paired_t_test
+from noisebench.leaderboard.stats import (
+    detectable_effect,
+    paired_interval,
+    paired_t_test,
+)
 
 ALPHA = 0.05
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -88,10 +93,25 @@ METRIC_WORDS = {
 
 
 @dataclass(frozen=True)
+class PartResult:
+    """What the runs say about one part of a claim."""
+
+    part: Part
+    outcome: str
+    difference: float  # mean of a - b over the pairs
+    p_value: float
+    pairs: int
+    # the 95% confidence interval of the difference: where the seeds place it
+    interval: tuple[float, float]
+    # the smallest true difference these pairs detect with 80% power, for the spread
+    # they show: how large an effect an inconclusive part could have missed
+    detectable: float
+
+
+@dataclass(frozen=True)
 class Verdict:
     outcome: str  # HOLDS, DOES_NOT_HOLD or INCONCLUSIVE
-    parts: list[tuple[Part, str, float, float, int]] = field(default_factory=list)
-    # per part: (part, its outcome, mean difference a - b, p-value, pairs)
+    parts: list[PartResult] = field(default_factory=list)
 
 
 def paired(records: Records, part: Part) -> tuple[list[float], list[float]]:
@@ -136,6 +156,26 @@ def judge_part(
     return INCONCLUSIVE, diff, p, len(a)
 
 
+def _result(records: Records, part: Part, alpha: float) -> PartResult:
+    a, b = paired(records, part)
+    outcome, diff, p, pairs = judge_part(records, part, alpha)
+    spread = (
+        statistics.stdev(x - y for x, y in zip(a, b, strict=True)) if pairs > 1 else 0
+    )
+    return PartResult(
+        part,
+        outcome,
+        diff,
+        p,
+        pairs,
+        paired_interval(a, b),
+        # an equivalence part's own test is TOST, whose interval already tells it all
+        detectable_effect(pairs, alpha=alpha) * spread
+        if pairs > 1 and part.margin is None
+        else math.nan,
+    )
+
+
 def _one_sided(a: Sequence[float], b: Sequence[float]) -> float:
     """p-value of mean(a - b) > 0 (paired t-test, one-sided)."""
     p = paired_t_test(a, b)
@@ -144,8 +184,8 @@ def _one_sided(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def judge(records: Records, parts: Sequence[Part], alpha: float = ALPHA) -> Verdict:
-    results = [(part, *judge_part(records, part, alpha)) for part in parts]
-    outcomes = [r[1] for r in results]
+    results = [_result(records, part, alpha) for part in parts]
+    outcomes = [r.outcome for r in results]
     if all(o == HOLDS for o in outcomes):
         overall = HOLDS
     elif any(o == DOES_NOT_HOLD for o in outcomes):

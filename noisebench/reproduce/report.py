@@ -65,15 +65,32 @@ def render(result: Result, figure: str | None) -> str:
             " (±margin) holds when both one-sided tests reject a larger difference (TOST)."
         ),
         "",
-        "| part | rule | mean difference | p | pairs | outcome |",
-        "|---|---|---:|---:|---:|---|",
+        (
+            "Each part's 95% confidence interval places the difference; for a"
+            " directional part, *detectable* is the smallest true difference these seeds"
+            " would find 80% of the time at the spread they show: a smaller effect can"
+            " hide in an inconclusive part, and more seeds shrink it roughly as 1/√seeds."
+        ),
+        "",
+        "| part | rule | mean difference | 95% CI | detectable | p | pairs | outcome |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for part, outcome, diff, p, pairs in verdict.parts:
-        diff_text = "—" if math.isnan(diff) else _difference(diff, part.metric)
-        p_text = "—" if math.isnan(p) else f"{p:.3g}"
-        rule = md_escape(part.rule())
+    for r in verdict.parts:
+        metric = r.part.metric
+        diff_text = (
+            "—" if math.isnan(r.difference) else _difference(r.difference, metric)
+        )
+        low, high = r.interval
+        ci = (
+            "—"
+            if math.isnan(low)
+            else f"{_signed(low, metric)} to {_signed(high, metric)}"
+        )
+        detectable = "—" if math.isnan(r.detectable) else _size(r.detectable, metric)
+        p_text = "—" if math.isnan(r.p_value) else f"{r.p_value:.3g}"
         out.append(
-            f"| {md_escape(part.label or '—')} | {rule} | {diff_text} | {p_text} | {pairs} | {outcome} |"
+            f"| {md_escape(r.part.label or '—')} | {md_escape(r.part.rule())} "
+            f"| {diff_text} | {ci} | {detectable} | {p_text} | {r.pairs} | {r.outcome} |"
         )
     metrics = list(dict.fromkeys([*preset.metrics, "best_val_acc"]))
     out += [
@@ -100,6 +117,14 @@ def render(result: Result, figure: str | None) -> str:
 def _difference(diff: float, metric: str) -> str:
     """A difference of fractions in points (of %), of anything else as it is."""
     return f"{diff:+.3f}" if metric in NOT_PERCENT else f"{100 * diff:+.2f} points"
+
+
+def _signed(value: float, metric: str) -> str:
+    return f"{value:+.3f}" if metric in NOT_PERCENT else f"{100 * value:+.2f}"
+
+
+def _size(value: float, metric: str) -> str:
+    return f"{value:.3f}" if metric in NOT_PERCENT else f"{100 * value:.2f} points"
 
 
 def _identity(spec) -> str:
