@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from noisebench.ranks import average_ranks
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(dim=-1) == labels).float().mean().item()
@@ -118,10 +120,3 @@ def flip_detection_auroc(
     """AUROC of the per-sample training loss at telling corrupted samples from clean ones."""
     loss = F.cross_entropy(logits.double(), noisy, reduction="none")
     return auroc(loss.numpy(), (noisy != clean).numpy())
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing the mean of their ranks (scipy's `rankdata` default)."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
-    return (last - (counts - 1) / 2)[inverse]

@@ -198,6 +198,8 @@ class SkippedShard:
 class StoreContents:
     table: pa.Table  # every row of every valid shard, cast to SCHEMA
     skipped: list[SkippedShard]
+    shards: int = 0  # valid shards
+    outdated: tuple[Path, ...] = ()  # valid shards whose files have an older schema
 
 
 class BadShard(ValueError):
@@ -249,18 +251,41 @@ def read_store(store: str | Path, *, config_hash: str | None = None) -> StoreCon
 
     Each shard is read and checked on its own, so one corrupt, truncated or foreign
     file costs its own rows, never the store's. Hidden files (temporaries) are ignored.
-    With `config_hash`, only shards holding that configuration are read whole (the
-    others cost one column's read).
+    Shards read before come from the store's cache (`shard_cache`) while their files
+    are unchanged. With `config_hash`, only the shards holding that configuration are
+    returned, whole.
     """
-    tables, skipped = [], []
+    from noisebench import shard_cache
+
+    cached = shard_cache.load(store, SCHEMA)
+    tables, skipped, known, outdated, read, valid = [], [], [], [], 0, 0
     for path in _shard_paths(store):
-        try:
-            if config_hash is None or _holds(path, config_hash):
-                tables.append(read_shard(path))
-        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
-            skipped.append(SkippedShard(path, _one_line(err)))
+        stamp = shard_cache.stamp(path)
+        hit = cached.get(path.name)
+        if hit is not None and stamp is not None and hit.stamp == stamp:
+            table, current = hit.table, hit.current
+        else:
+            try:
+                table, current = _read_shard(path)
+            except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+                skipped.append(SkippedShard(path, _one_line(err)))
+                continue
+            read += 1
+        valid += 1
+        if not current:
+            outdated.append(path)
+        if stamp is not None:
+            known.append(shard_cache.Entry(path.name, stamp, table, current))
+        if (
+            config_hash is None
+            or config_hash in table.column("config_hash").to_pylist()
+        ):
+            tables.append(table)
+    # a shard read from its file, or a cached one gone: the cache is out of date
+    if read or len(known) != len(cached):
+        shard_cache.save(store, known, SCHEMA)
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    return StoreContents(table, skipped)
+    return StoreContents(table, skipped, valid, tuple(outdated))
 
 
 def _shard_paths(store: str | Path) -> list[Path]:
@@ -280,17 +305,6 @@ def _shard_paths(store: str | Path) -> list[Path]:
     )
 
 
-def _holds(path: Path, config_hash: str) -> bool:
-    """Whether a shard may hold rows of `config_hash`; an unreadable one may (its full
-    read then says what is wrong with it)."""
-    try:
-        with open(path, "rb") as f:
-            column = _read_table(f, columns=["config_hash"]).column(0)
-    except (pa.ArrowException, OSError, ValueError, KeyError):
-        return True
-    return config_hash in column.to_pylist()
-
-
 def read_records(store: str | Path, *, config_hash: str | None = None) -> pa.Table:
     """`read_store(store).table`, warning on stderr (once per process per file) about
     each skipped shard."""
@@ -307,12 +321,17 @@ def read_records(store: str | Path, *, config_hash: str | None = None) -> pa.Tab
 
 def read_shard(path: Path) -> pa.Table:
     """One shard cast to SCHEMA; BadShard (or an Arrow/OS error) when it is not valid."""
+    return _read_shard(path)[0]
+
+
+def _read_shard(path: Path) -> tuple[pa.Table, bool]:
+    """`read_shard`, and whether the file already has the current schema."""
     if path.stat().st_size == 0:
         raise BadShard("empty file (0 bytes)")
     # A file object, never a path: pyarrow would parse `a:b/runs/...` as a URI.
     with open(path, "rb") as f:
         table = _read_table(f)
-    return validate(_conform(table))
+    return validate(_conform(table)), _is_current(table.schema)
 
 
 def _read_table(f: BinaryIO, columns: list[str] | None = None) -> pa.Table:
@@ -408,24 +427,22 @@ def _is_current(schema: pa.Schema) -> bool:
 def check_uniform(store: str | Path) -> None:
     """Raise UserError (one line) unless every shard of `store` has the current schema.
 
-    Cheap where all is well: one footer per shard. A shard that read_store would skip
-    is not counted here (readers name it already), so only an old-looking one is read
-    whole, to tell.
+    Shards that read_store skips are not counted (readers name them already). Cheap
+    where all is well: the store's cache knows each unchanged shard's schema, and only
+    an old-looking shard has its version read.
     """
-    versions: dict[str, int] = {}
-    for path in _shard_paths(store):
+    contents = read_store(store)
+    current = f"v{SCHEMA_VERSION}"
+    versions = {current: contents.shards - len(contents.outdated)}
+    for path in contents.outdated:
         try:
-            schema = _file_schema(path)
-            if _is_current(schema):
-                label = f"v{SCHEMA_VERSION}"
-            else:
-                read_shard(path)  # raises for a shard read_store skips
-                version = shard_schema_version(path)
-                label = f"v{version}" + (", off-schema" * (version == SCHEMA_VERSION))
+            version = shard_schema_version(path)
         except (pa.ArrowException, OSError, ValueError, KeyError):
-            continue
+            continue  # replaced since: the next reader sees what it is now
+        label = f"v{version}" + (", off-schema" * (version == SCHEMA_VERSION))
         versions[label] = versions.get(label, 0) + 1
-    if set(versions) <= {f"v{SCHEMA_VERSION}"}:
+    versions = {label: n for label, n in versions.items() if n}
+    if set(versions) <= {current}:
         return
     counts = ", ".join(
         f"{label}: {n} shard{'s' * (n != 1)}"

@@ -337,7 +337,7 @@ def test_flip_detection_auroc_nan_when_nothing_corrupted():
 def test_average_ranks_match_scipy():
     from scipy.stats import rankdata
 
-    from noisebench.metrics import average_ranks
+    from noisebench.ranks import average_ranks
 
     rng = np.random.default_rng(0)
     for values in (
