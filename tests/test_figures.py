@@ -3,9 +3,11 @@ checked against sums and means computed here from the records themselves."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
-from helpers import record
+from helpers import T0, record
 from typer.testing import CliRunner
 
 from noisebench import leaderboard as lb
@@ -145,3 +147,106 @@ def test_label_precision_averages_the_seeds_curves_beside_every_sample():
     )
     (plain,) = lb.boards(runs("ce", 0.2))
     assert figures.label_precision(plain, title="t") is None
+
+
+# --------------------------------------------------------------------- redraw only on change
+def test_a_drawing_key_follows_the_data_the_options_and_the_function():
+    rows = runs("ce", 0.2, test_acc_at_best_val=0.9) + runs("ce", 0.4)
+    (board,) = lb.boards(rows)
+
+    def key(board, **options):
+        kwargs = {"title": "t", "ylabel": "y"} | options
+        drawing = figures.metric_against_rate(board, "test_acc_at_best_val", **kwargs)
+        return figures.drawing_key(drawing)
+
+    assert key(board) == key(board) is not None
+    (other,) = lb.boards(runs("ce", 0.2, test_acc_at_best_val=0.91) + runs("ce", 0.4))
+    assert key(other) != key(board)  # one value of one seed
+    assert key(board, title="another") != key(board)
+    ece = figures.metric_against_rate(board, "ece", title="t", ylabel="y")
+    assert figures.drawing_key(ece) != key(board)
+    # arrays hash by their content, not their repr (which elides long ones)
+    a, b = np.zeros(5000), np.zeros(5000)
+    b[2500] = 1.0
+
+    def matrices(m):
+        return figures.partial(figures.figure_transitions, [("r", m)], title="t")
+
+    assert figures.drawing_key(matrices(a)) != figures.drawing_key(matrices(b))
+    assert figures.drawing_key(matrices(a)) == figures.drawing_key(matrices(a.copy()))
+    # what it cannot see into is always drawn
+    assert figures.drawing_key(lambda: None) is None
+    opaque = figures.partial(figures.figure_transitions, [object()], title="t")
+    assert figures.drawing_key(opaque) is None
+
+
+def figure_store(tmp_path, acc: float = 0.9, **overrides):
+    from noisebench.store import write_records
+
+    extra = {
+        "reliability_count": [2, 3],
+        "reliability_correct": [1, 2],
+        "reliability_confidence": [0.5, 2.0],
+        "mem_noisy_curve": [0.1, 0.2],
+        "mem_clean_curve": [0.9, 0.8],
+        "confusion": [8, 2, 1, 9],
+    }
+    # methods not registered here: a registered one's rows would be stale (their
+    # source hash is not the registry's)
+    rows = [
+        r | extra
+        for r in runs("mine", 0.2, test_acc_at_best_val=acc, **overrides)
+        + runs("theirs", 0.2, params='{"a":1}', test_acc_at_best_val=0.8, **overrides)
+    ]
+    write_records(rows, tmp_path)
+    return tmp_path
+
+
+def test_the_page_draws_a_figure_again_only_when_what_it_shows_changed(
+    tmp_path, monkeypatch
+):
+    from noisebench.leaderboard import plots
+
+    store = figure_store(tmp_path)
+    drawn: list[str] = []
+    real = plots.save
+
+    def counting(fig, path, **kwargs):
+        drawn.append(path.name)
+        real(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save", counting)
+    lb.build(store)
+    pngs = {p: p.read_bytes() for p in sorted((store / "plots").rglob("*.png"))}
+    assert len(pngs) == len(drawn) >= 5
+    drawn.clear()
+    lb.build(store)
+    assert drawn == []  # nothing changed: nothing drawn, every byte the same
+    assert {p: p.read_bytes() for p in pngs} == pngs
+    # a figure deleted, or one whose key is not this data's, is drawn again
+    first, second = list(pngs)[:2]
+    first.unlink()
+    second.write_bytes(b"not a png")
+    lb.build(store)
+    assert sorted(drawn) == sorted([first.name, second.name])
+    assert first.read_bytes() == pngs[first] and second.read_bytes() == pngs[second]
+    # newer records of the same runs change the accuracy figure, not the figures
+    # drawn from the noise draws, bins and curves, which they share
+    drawn.clear()
+    figure_store(tmp_path / "more", acc=0.5, finished_at=T0 + timedelta(hours=1))
+    for shard in (tmp_path / "more" / "runs").glob("*.parquet"):
+        shard.rename(store / "runs" / shard.name)
+    lb.build(store)
+    assert drawn == ["accuracy.png"]
+
+
+def test_saved_key_of_a_missing_or_foreign_file_is_none(tmp_path):
+    from PIL import Image
+
+    from noisebench.leaderboard.plots import saved_key
+
+    assert saved_key(tmp_path / "missing.png") is None
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    assert saved_key(tmp_path / "bad.png") is None
+    Image.new("RGB", (2, 2)).save(tmp_path / "plain.png")
+    assert saved_key(tmp_path / "plain.png") is None

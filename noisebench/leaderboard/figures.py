@@ -229,6 +229,48 @@ def label_precision(board: Board, *, title: str):
 Drawing = Callable[[], Any]  # () -> a matplotlib Figure
 
 
+def drawing_key(drawing: Drawing) -> str | None:
+    """A digest of everything a drawing depends on: its `plots` function, the data and
+    options bound to it, and the plotting code itself (so a change to how figures look
+    draws them all again). None for a drawing this cannot see into: always drawn."""
+    import hashlib
+    from pathlib import Path
+
+    from noisebench.leaderboard import plots
+
+    h = hashlib.sha256(Path(plots.__file__).read_bytes())
+    try:
+        _feed(h, (drawing.func.__qualname__, drawing.args, drawing.keywords))
+    except (AttributeError, TypeError):
+        return None
+    return h.hexdigest()[:32]
+
+
+def _feed(h, value: Any) -> None:
+    """Hash `value` by its content: the same data always gives the same bytes."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(f"<{type(value).__qualname__}>".encode())
+        for f in dataclasses.fields(value):
+            _feed(h, (f.name, getattr(value, f.name)))
+    elif isinstance(value, np.ndarray):
+        h.update(f"<array {value.dtype.str} {value.shape}>".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"<{type(value).__name__} {len(value)}>".encode())
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, dict):
+        h.update(f"<dict {len(value)}>".encode())
+        for k in sorted(value, key=repr):
+            _feed(h, (k, value[k]))
+    elif value is None or isinstance(value, (str, bool, int, float, np.generic)):
+        h.update(f"<{type(value).__name__} {value!r}>".encode())
+    else:
+        raise TypeError(f"cannot hash a {type(value).__name__} by its content")
+
+
 def board_figures(board: Board, title: str) -> dict[str, Drawing]:
     """caption -> Drawing, in page order, for the figures this board has data for."""
     made = {

@@ -461,8 +461,8 @@ def render_markdown(
 def build(store: str | Path, *, write_plots: bool = True) -> str:
     """Render `<store>/README.md` text; with `write_plots`, also write the figures under
     `<store>/plots/`, one folder per board (stale ones removed)."""
-    from noisebench.leaderboard.figures import FILE_NAMES, board_figures
-    from noisebench.leaderboard.plots import save
+    from noisebench.leaderboard.figures import FILE_NAMES, board_figures, drawing_key
+    from noisebench.leaderboard.plots import save, saved_key
     from noisebench.store import clean_temporaries
 
     store = Path(store)
@@ -479,7 +479,9 @@ def build(store: str | Path, *, write_plots: bool = True) -> str:
             folder = store / "plots" / board.slug
             clean_temporaries(folder)
             for caption, draw in drawings.items():
-                save(draw(), store / plots[board.slug][caption])
+                path, key = store / plots[board.slug][caption], drawing_key(draw)
+                if key is None or saved_key(path) != key:  # else: drawn from this data
+                    save(draw(), path, key=key)
     if write_plots:
         _remove_unused_plots(store / "plots", plots)
     return render_markdown(rows, stale=stale, plots=plots)

@@ -486,10 +486,12 @@ def figure_scatter(
     return fig
 
 
-def save(fig: Figure, path: Path) -> None:
+def save(fig: Figure, path: Path, *, key: str | None = None) -> None:
     """Write `fig` as a PNG at `path`, atomically (a kill mid-save must not leave half
     a PNG that is read) and deterministically (no version stamp, so an unchanged figure
-    gives the same bytes and no diff); the figure is closed in any case."""
+    gives the same bytes and no diff); the figure is closed in any case. `key`, a
+    digest of what was drawn, goes into the PNG's text so that `saved_key` can tell
+    an unchanged figure without drawing it again."""
     from noisebench.store import temporary_path
 
     plt = _pyplot()
@@ -498,27 +500,45 @@ def save(fig: Figure, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
-            f.write(_palette_png(fig))
+            f.write(_palette_png(fig, key))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
         plt.close(fig)
 
 
-def _palette_png(fig: Figure) -> bytes:
+_KEY = "noisebench-drawn-from"
+
+
+def saved_key(path: Path) -> str | None:
+    """The key `save` wrote into the PNG at `path`; None for a missing or unreadable
+    file, or one saved without a key."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "text", {}).get(_KEY)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return None
+
+
+def _palette_png(fig: Figure, key: str | None = None) -> bytes:
     """The figure as a 256-colour PNG: a third to a quarter of matplotlib's RGBA bytes,
     with no visible change to lines, text or heat maps; the committed board's plots
     are git history, so every byte stays in the repository for good."""
     import io
 
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     rendered = io.BytesIO()
     fig.savefig(rendered, format="png", dpi=100, metadata={"Software": None})
     image = Image.open(rendered).convert("RGB")
     palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    info = PngImagePlugin.PngInfo()
+    if key is not None:
+        info.add_text(_KEY, key)
     out = io.BytesIO()
-    palette.save(out, format="PNG", optimize=True)
+    palette.save(out, format="PNG", optimize=True, pnginfo=info)
     return out.getvalue()
 
 
