@@ -191,7 +191,7 @@ def run_suite(result: MethodResult, suite_name: str, store: Path) -> None:
 def check_board(store: Path) -> tuple[bool, str]:
     out = noisebench("leaderboard", "--check", "--store", str(store))
     if out.returncode == 0:
-        return True, f"{store / 'README.md'} is up to date"
+        return True, f"{store / 'README.md'} and its figures are up to date"
     if out.returncode != 1:
         error = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[
             -1
@@ -209,8 +209,13 @@ def check_board(store: Path) -> tuple[bool, str]:
         if new
         else ""
     )
+    what = (
+        store / "README.md"
+        if "README.md is stale" in out.stderr
+        else f"a figure under {store / 'plots'}"
+    )
     return False, (
-        f"{store / 'README.md'} is stale against the shards{hint}: run "
+        f"{what} is stale against the shards{hint}: run "
         f"`noisebench leaderboard`, then commit {store}/runs/, {store}/README.md and "
         f"{store}/plots/"
     )

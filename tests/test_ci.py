@@ -163,9 +163,23 @@ def test_a_method_pull_request_is_checked(repo):
     assert good.startswith("  ✓") and "1 cells, 0 run now" in good
     assert "as run: 1 cells, 0 run now" in good
     assert "broken" not in out.stdout
-    assert "  ✓ leaderboard: leaderboard/README.md is up to date" in summary
+    assert (
+        "  ✓ leaderboard: leaderboard/README.md and its figures are up to date"
+        in summary
+    )
     assert summary[-1] == "passed"
     assert sorted((repo / "leaderboard" / "runs").glob("*.parquet")) == shards
+
+    # 3. a figure replaced by hand (here: by another of the board's) is stale too
+    first, second = sorted((repo / "leaderboard" / "plots").rglob("*.png"))[:2]
+    first.write_bytes(second.read_bytes())
+    _git(repo, "commit", "-q", "-am", "swap a figure")
+    out = _ci(repo, "main", "--suite", "tiny")
+    assert out.returncode == 1
+    assert (
+        "  ✗ leaderboard: a figure under leaderboard/plots is stale against the shards"
+        in out.stdout
+    )
 
 
 def test_a_board_edited_by_hand_is_stale_and_a_bad_base_is_exit_2(repo):

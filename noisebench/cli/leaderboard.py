@@ -34,21 +34,28 @@ def leaderboard(
 
     store = _existing(store)
     readme = store / "README.md"
-    text = lb.build(store, write_plots=not check)
     if check:
+        made = lb.page(store)
         current = (
             readme.read_text(encoding="utf-8", errors="replace")
             if readme.is_file()
             else None
         )
-        if current != text:
+        fix = f"run `noisebench leaderboard --store {store}`"
+        if current != made.text:
+            print(f"{readme} is stale: {fix}", file=sys.stderr)
+            raise typer.Exit(1)
+        stale = lb.stale_figures(store, made)
+        if stale:
+            more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
             print(
-                f"{readme} is stale: run `noisebench leaderboard --store {store}`",
+                f"{store / stale[0]} is missing or drawn from other data{more}: {fix}",
                 file=sys.stderr,
             )
             raise typer.Exit(1)
-        print(f"{readme} is up to date")
+        print(f"{readme} is up to date, and its {len(made.figures)} figures")
         return
+    text = lb.build(store)
     clean_temporaries(store, final_name=readme.name)
     # unique per process, so two renders at once never write the same temporary
     tmp = temporary_path(readme)

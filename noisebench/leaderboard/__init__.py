@@ -21,13 +21,16 @@ from noisebench.leaderboard.aggregate import (
     summarize,
 )
 from noisebench.leaderboard.markdown import (
+    Page,
     build,
     describe_setup,
     github_anchor,
     heading_anchors,
     md_escape,
+    page,
     render_markdown,
     render_table,
+    stale_figures,
 )
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "Board",
     "Cell",
     "Line",
+    "Page",
     "Stat",
     "boards",
     "build",
@@ -46,8 +50,10 @@ __all__ = [
     "leaderboard_rows",
     "md_escape",
     "noise_detail",
+    "page",
     "render_markdown",
     "render_table",
     "split_stale",
+    "stale_figures",
     "summarize",
 ]

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -458,43 +459,78 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
-def build(store: str | Path, *, write_plots: bool = True) -> str:
-    """Render `<store>/README.md` text; with `write_plots`, also write the figures under
-    `<store>/plots/`, one folder per board (stale ones removed)."""
-    from noisebench.leaderboard.figures import FILE_NAMES, board_figures, drawing_key
-    from noisebench.leaderboard.plots import save, saved_key
-    from noisebench.store import clean_temporaries
+@dataclass(frozen=True)
+class Page:
+    """The leaderboard page of a store: its markdown, and the figures it links, each
+    path (under the store) with the drawing that makes it."""
 
-    store = Path(store)
+    text: str
+    figures: dict[Path, Any]  # path -> figures.Drawing
+
+
+def page(store: str | Path) -> Page:
+    """What `<store>/README.md` and `<store>/plots/` should hold, drawing nothing."""
+    from noisebench.leaderboard.figures import FILE_NAMES, board_figures
+
     rows, stale = leaderboard_rows(store)
-    shown = boards(rows)
     plots: dict[str, dict[str, str]] = {}
-    for board in shown:
+    figures: dict[Path, Any] = {}
+    for board in boards(rows):
         drawings = board_figures(board, board_title(board))
         plots[board.slug] = {
             caption: f"plots/{board.slug}/{FILE_NAMES[caption]}.png"
             for caption in drawings
         }
-        if write_plots:
-            folder = store / "plots" / board.slug
-            clean_temporaries(folder)
-            for caption, draw in drawings.items():
-                path, key = store / plots[board.slug][caption], drawing_key(draw)
-                if key is None or saved_key(path) != key:  # else: drawn from this data
-                    save(draw(), path, key=key)
+        for caption, draw in drawings.items():
+            figures[Path(plots[board.slug][caption])] = draw
+    return Page(render_markdown(rows, stale=stale, plots=plots), figures)
+
+
+def build(store: str | Path, *, write_plots: bool = True) -> str:
+    """Render `<store>/README.md` text; with `write_plots`, also write the figures under
+    `<store>/plots/` that are missing or show other data than they should (stale ones
+    removed)."""
+    from noisebench.leaderboard.figures import drawing_key
+    from noisebench.leaderboard.plots import save
+    from noisebench.store import clean_temporaries
+
+    store = Path(store)
+    made = page(store)
     if write_plots:
-        _remove_unused_plots(store / "plots", plots)
-    return render_markdown(rows, stale=stale, plots=plots)
+        for folder in sorted({store / path.parent for path in made.figures}):
+            clean_temporaries(folder)
+        for path, draw in made.figures.items():
+            key = drawing_key(draw)
+            if not _up_to_date(store / path, key):
+                save(draw(), store / path, key=key)
+        _remove_unused_plots(store / "plots", set(made.figures))
+    return made.text
 
 
-def _remove_unused_plots(folder: Path, plots: dict[str, dict[str, str]]) -> None:
+def stale_figures(store: str | Path, made: Page) -> list[Path]:
+    """The linked figures (paths under the store) that are missing, or were drawn from
+    other data or plotting code than the page's: what `--check` rejects."""
+    from noisebench.leaderboard.figures import drawing_key
+
+    return [
+        path
+        for path, draw in made.figures.items()
+        if not _up_to_date(Path(store) / path, drawing_key(draw))
+    ]
+
+
+def _up_to_date(path: Path, key: str | None) -> bool:
+    """Whether the PNG at `path` was drawn from what `key` digests (a drawing without
+    a key never is: it is drawn every time)."""
+    from noisebench.leaderboard.plots import saved_key
+
+    return key is not None and saved_key(path) == key
+
+
+def _remove_unused_plots(folder: Path, figures: set[Path]) -> None:
     """PNGs under `folder` that the page no longer links (a board gone, a figure
     renamed) would linger in the repository: remove them, and nothing else."""
-    linked = {
-        Path(p).relative_to("plots")
-        for figures in plots.values()
-        for p in figures.values()
-    }
+    linked = {p.relative_to("plots") for p in figures}
     if not folder.is_dir():
         return
     for path in sorted(folder.rglob("*.png")):
