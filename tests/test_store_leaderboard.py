@@ -190,6 +190,18 @@ def test_runs_of_another_engine_revision_are_stale_whatever_their_method(
     )
 
 
+def test_the_page_names_the_engine_revision_of_its_numbers(monkeypatch, tmp_path):
+    from noisebench import __version__, records
+
+    revisions = {"0.0.9": 1, __version__: 2, "9.9.9": 2}
+    monkeypatch.setattr(records, "ENGINE_REVISIONS", revisions)
+    text = lb.build(tmp_path, write_plots=False)
+    line = f"engine revision 2 (releases {__version__}, 9.9.9)"
+    assert line in text
+    # inside the "how to read it" list, not after it
+    assert f"split.\n- Every run in the tables was made by noisebench {line}" in text
+
+
 def test_this_release_has_an_engine_revision_and_is_the_packaged_one():
     """A release bump that forgets ENGINE_REVISIONS would make every record stale."""
     from noisebench import __version__

@@ -222,7 +222,6 @@ HOW_TO_READ = [
         " model; *selected by noisy validation* the epoch with the best accuracy on the"
         " noisy validation split."
     ),
-    "",
 ]
 METRICS_SHOWN = ("test_acc", "test_acc_at_best_val")
 
@@ -422,6 +421,21 @@ def _cover(coverage: Coverage) -> str:
     return text + (f" ({coverage.partial} partial)" if coverage.partial else "")
 
 
+def engine_line() -> str:
+    """Which engine made the numbers shown: the reader's guard against comparing them
+    with another revision's (the MTEB and lm-eval failure, where they silently mix)."""
+    from noisebench import __version__
+    from noisebench.records import ENGINE_REVISIONS
+
+    revision = ENGINE_REVISIONS[__version__]
+    releases = ", ".join(v for v, r in ENGINE_REVISIONS.items() if r == revision)
+    return (
+        f"- Every run in the tables was made by noisebench engine revision {revision}"
+        f" (releases {releases}). Another revision gives other numbers for the same"
+        " configuration: its runs are listed apart as stale, never mixed in."
+    )
+
+
 def render_markdown(
     rows: list[dict[str, Any]],
     *,
@@ -430,7 +444,7 @@ def render_markdown(
 ) -> str:
     """The leaderboard page. Deterministic: the same records always give the same text.
     `plots` maps a board's slug to its figures (caption -> relative path)."""
-    out = ["# noisebench leaderboard", "", *HOW_TO_READ]
+    out = ["# noisebench leaderboard", "", *HOW_TO_READ, engine_line(), ""]
     shown = boards(rows)
     if not shown:
         out += [
