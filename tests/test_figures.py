@@ -174,6 +174,10 @@ def test_a_drawing_key_follows_the_data_the_options_and_the_function():
 
     assert figures.drawing_key(matrices(a)) != figures.drawing_key(matrices(b))
     assert figures.drawing_key(matrices(a)) == figures.drawing_key(matrices(a.copy()))
+    # numpy scalars hash as the Python numbers they are (their repr varies by version)
+    assert figures.drawing_key(matrices([np.float64(0.5)])) == figures.drawing_key(
+        matrices([0.5])
+    )
     # what it cannot see into is always drawn
     assert figures.drawing_key(lambda: None) is None
     opaque = figures.partial(figures.figure_transitions, [object()], title="t")

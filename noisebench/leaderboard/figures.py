@@ -265,7 +265,9 @@ def _feed(h, value: Any) -> None:
         h.update(f"<dict {len(value)}>".encode())
         for k in sorted(value, key=repr):
             _feed(h, (k, value[k]))
-    elif value is None or isinstance(value, (str, bool, int, float, np.generic)):
+    elif isinstance(value, np.generic):  # as Python's: numpy 2 changed their repr
+        _feed(h, value.item())
+    elif value is None or isinstance(value, (str, bool, int, float)):
         h.update(f"<{type(value).__name__} {value!r}>".encode())
     else:
         raise TypeError(f"cannot hash a {type(value).__name__} by its content")
