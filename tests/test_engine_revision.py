@@ -19,7 +19,7 @@ from noisebench.noise import NoiseSpec
 from noisebench.records import ENGINE_REVISIONS
 
 # per revision: digests of the noisy labels and of the train/validation split of seeds
-# 0 and 1 on digits, per noise setting; and a small MLP's test accuracies per seed
+# 0 and 1 on digits, per noise setting; and two models' test accuracies per seed
 PINS = {
     1: {
         "noise": {
@@ -28,23 +28,32 @@ PINS = {
             ("pairflip", 0.2): ("2a0ed27323cd67c2", "1cd1813a6c0be888"),
             ("asymmetric", 0.4): ("daaeb296d0077953", "e499e5f6f664ad7c"),
         },
-        "test_acc": (0.8551532030105591, 0.8802228569984436),
-        "test_acc_at_best_val": (0.8551532030105591, 0.8328690528869629),
+        # per model: test accuracy per seed (last epoch, noisy-validation epoch)
+        "mlp": (
+            (0.8551532030105591, 0.8802228569984436),
+            (0.8551532030105591, 0.8328690528869629),
+        ),
+        "cnn": (
+            (0.6462395787239075, 0.7103064060211182),
+            (0.6462395787239075, 0.7103064060211182),
+        ),
     }
 }
+# the models' runs: a small MLP for 10 epochs, the board's CNN (narrow) for 3
+TRAIN = {"mlp": {"epochs": 10, "hidden": (32,)}, "cnn": {"epochs": 3, "hidden": (16,)}}
 # Floating point differs between CPUs (another SIMD width sums in another order): a
 # prediction near a class boundary may flip. Seen: up to 5 of 359 test samples after
 # 100 epochs; these 10 epochs of a small MLP leave less room to drift.
 SAMPLES = 2
 
 
-def spec(kind: str, rate: float) -> RunSpec:
+def spec(kind: str, rate: float, model: str = "mlp") -> RunSpec:
     return RunSpec(
         method="ce",
         params={},
         dataset="digits",
         noise=NoiseSpec(kind=kind, rate=rate),
-        train=train_config_for(resolve_card("digits"), epochs=10, hidden=(32,)),
+        train=train_config_for(resolve_card("digits"), model=model, **TRAIN[model]),
         seeds=(0, 1),
         device="cpu",
     )
@@ -77,12 +86,13 @@ def test_the_noise_and_the_split_are_the_revisions(pins, kind, rate):
     )
 
 
-def test_training_gives_the_revisions_accuracies(pins):
-    prepared = prepare(spec("symmetric", 0.4))
+@pytest.mark.parametrize("model", list(TRAIN))
+def test_training_gives_the_revisions_accuracies(pins, model):
+    prepared = prepare(spec("symmetric", 0.4, model))
     records = run(prepared)
     tolerance = SAMPLES / len(prepared.dataset.y_test)
-    for metric in ("test_acc", "test_acc_at_best_val"):
+    for metric, want in zip(("test_acc", "test_acc_at_best_val"), pins[model]):
         got = [r[metric] for r in records]
-        assert got == pytest.approx(list(pins[metric]), abs=tolerance), (
-            f"{metric} moved beyond {SAMPLES} test samples: a new revision"
+        assert got == pytest.approx(list(want), abs=tolerance), (
+            f"{model}: {metric} moved beyond {SAMPLES} test samples: a new revision"
         )
