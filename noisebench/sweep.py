@@ -278,9 +278,15 @@ def _open_sweep_study(suite: Suite, storage, n_cells: int):
         )
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name)
-        if wait_for_attr(study, "cells") != n_cells:
+        cells = wait_for_attr(study, "cells")
+        if cells is None:
+            # its creator was killed before it had queued every cell: queue the rest
+            # (a cell queued twice is harmless: its second run reuses the first's work)
+            _requeue_unfinished(study, n_cells)
+            study.set_user_attr("cells", n_cells)
+        elif cells != n_cells:
             raise UserError(
-                f"sweep study {name} was never filled with its cells"
+                f"sweep study {name} holds {cells} cells, not this suite's {n_cells}"
             ) from None
         return study
     for index in range(n_cells):

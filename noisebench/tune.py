@@ -322,20 +322,30 @@ def open_study(spec: TuneSpec, prepared: Prepared, storage, name: str):
             storage=storage, study_name=name, sampler=sampler, pruner=pruner
         )
         owner = wait_for_attr(study, SPEC_ATTR)
-        if owner != identity:
+        if owner is None:
+            # its creator was killed before it had queued the defaults and signed it
+            _enqueue_defaults(study, spec, prepared)
+            study.set_user_attr(SPEC_ATTR, identity)
+        elif owner != identity:
             raise UserError(
                 f"study '{name}' belongs to a different spec; pick another --study or drop --study "
                 "to use the derived name"
             ) from None
         return study
-    free = {
-        k: v for k, v in prepared.method.defaults.items() if k not in spec.base.params
-    }
-    if free:  # trial 0: the defaults
-        study.enqueue_trial(free, user_attrs={"defaults": True})
+    _enqueue_defaults(study, spec, prepared)
     # Last, since joiners wait for it: by then trial 0 is queued.
     study.set_user_attr(SPEC_ATTR, identity)
     return study
+
+
+def _enqueue_defaults(study, spec: TuneSpec, prepared: Prepared) -> None:
+    """Queue the method's defaults as the first trial, unless a trial holds them."""
+    free = {
+        k: v for k, v in prepared.method.defaults.items() if k not in spec.base.params
+    }
+    queued = any(t.user_attrs.get("defaults") for t in study.get_trials(deepcopy=False))
+    if free and not queued:  # trial 0: the defaults
+        study.enqueue_trial(free, user_attrs={"defaults": True})
 
 
 def sampler_for(spec: TuneSpec):

@@ -431,3 +431,63 @@ def test_local_workers_share_the_cores(workers, cores, threads):
 
     assert worker_threads(workers, cores) == threads
     assert worker_threads(workers) >= 1  # this machine's own cores
+
+
+# --- a creator killed between creating its study and filling it ------------------------
+
+
+@pytest.fixture
+def short_wait(monkeypatch):
+    """Joiners wait 30 s for a study's creator to finish filling it; here, 0.5 s."""
+    from noisebench import tune as tune_module
+
+    real = tune_module.wait_for_attr
+    monkeypatch.setattr(
+        tune_module, "wait_for_attr", lambda study, key: real(study, key, seconds=0.5)
+    )
+
+
+def test_a_study_whose_creator_was_killed_before_signing_it_is_finished(
+    tmp_path, short_wait
+):
+    """Killed after create_study, before the defaults were queued and the spec
+    signed: the next run used to refuse the study as another spec's for ever."""
+    import optuna
+
+    from noisebench.tune import study_name, tuning_run
+
+    spec = spec_for(trials=3)
+    name = study_name(spec, tuning_run(spec))
+    storage = open_storage(default_storage(tmp_path), heartbeat=1)
+    optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    result = tune(spec, store=tmp_path)
+    trials = trials_of(result)
+    assert len(trials) == 3 and trials[0].user_attrs["defaults"]
+    assert trials[0].params == {"smoothing": 0.1}
+    assert sum(bool(t.user_attrs.get("defaults")) for t in trials) == 1
+
+
+def test_a_sweep_whose_creator_was_killed_while_queueing_its_cells_is_finished(
+    tmp_path, short_wait
+):
+    """Killed after queueing 1 of 3 cells: the next run used to stop with 'never
+    filled with its cells'. Found by the kill test on a loaded machine."""
+    import optuna
+
+    from noisebench.sweep import load_suite, sweep
+
+    suite = load_suite(
+        write_suite(tmp_path, "three", methods=["ce"], rates=[0.2, 0.4, 0.6]), tmp_path
+    )
+    storage = open_storage(default_storage(tmp_path), heartbeat=1)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=f"sweep-{suite.name}-{suite.sha()}",
+        direction="maximize",
+    )
+    study.enqueue_trial({}, user_attrs={"cell": 0})
+    cells = sweep(suite, store=tmp_path)
+    assert [c.cell.rate for c in cells] == [0.2, 0.4, 0.6]
+    assert all(c.final for c in cells)
+    final = [r for r in read_records(tmp_path).to_pylist() if r["phase"] == "final"]
+    assert sorted(r["noise_rate"] for r in final) == [0.2, 0.2, 0.4, 0.4, 0.6, 0.6]
