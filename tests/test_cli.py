@@ -493,12 +493,13 @@ def test_evaluate_reuses_finished_seeds_and_trains_only_the_missing(
     # another release reuses them when its engine gives the same results ...
     import noisebench
 
+    this = noisebench.__version__
     monkeypatch.setattr(noisebench, "__version__", "99.0")
-    monkeypatch.setattr(records, "ENGINE_REVISIONS", {"0.1.0": 1, "99.0": 1})
+    monkeypatch.setattr(records, "ENGINE_REVISIONS", {this: 1, "99.0": 1})
     same = invoke(*args, "--seeds", "2", "--any-commit")
     assert json.loads(same.stdout)["reused"] == 2
     # ... and never across engine revisions, which mark a change of results
-    monkeypatch.setattr(records, "ENGINE_REVISIONS", {"0.1.0": 1, "99.0": 2})
+    monkeypatch.setattr(records, "ENGINE_REVISIONS", {this: 1, "99.0": 2})
     bumped = invoke(*args, "--seeds", "2", "--any-commit")
     assert json.loads(bumped.stdout)["reused"] == 0
 

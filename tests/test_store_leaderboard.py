@@ -150,11 +150,10 @@ def test_stale_method_versions_and_code_are_set_aside(registered):
 def test_runs_of_another_engine_revision_are_stale_whatever_their_method(
     registered, monkeypatch
 ):
-    from noisebench import records
+    from noisebench import __version__, records
 
-    monkeypatch.setattr(
-        records, "ENGINE_REVISIONS", {"0.1.0": 1, "0.0.9": 1, "0.0.1": 0}
-    )
+    revisions = {__version__: 1, "0.0.9": 1, "0.0.1": 0}
+    monkeypatch.setattr(records, "ENGINE_REVISIONS", revisions)
     rows = {
         "current": record(method="ls", method_version=2),
         # a release whose engine gives the same results: its board is still ours
@@ -186,7 +185,7 @@ def test_runs_of_another_engine_revision_are_stale_whatever_their_method(
     )
     assert (
         "| gone | builtin | v1 01234567 | not registered | 0.0.1 (engine 0) | 1 |"
-        in (text)
+        in text
     )
 
 

@@ -513,32 +513,26 @@ def build(store: str | Path, *, write_plots: bool = True) -> str:
     if write_plots:
         for folder in sorted({store / path.parent for path in made.figures}):
             clean_temporaries(folder)
-        for path, draw in made.figures.items():
-            key = drawing_key(draw)
-            if not _up_to_date(store / path, key):
-                save(draw(), store / path, key=key)
+        for path in stale_figures(store, made):
+            draw = made.figures[path]
+            save(draw(), store / path, key=drawing_key(draw))
         _remove_unused_plots(store / "plots", set(made.figures))
     return made.text
 
 
 def stale_figures(store: str | Path, made: Page) -> list[Path]:
     """The linked figures (paths under the store) that are missing, or were drawn from
-    other data or plotting code than the page's: what `--check` rejects."""
+    other data or plotting code than the page's (or from a drawing that cannot be
+    keyed, which is drawn every time): what `build` redraws and `--check` rejects."""
     from noisebench.leaderboard.figures import drawing_key
-
-    return [
-        path
-        for path, draw in made.figures.items()
-        if not _up_to_date(Path(store) / path, drawing_key(draw))
-    ]
-
-
-def _up_to_date(path: Path, key: str | None) -> bool:
-    """Whether the PNG at `path` was drawn from what `key` digests (a drawing without
-    a key never is: it is drawn every time)."""
     from noisebench.leaderboard.plots import saved_key
 
-    return key is not None and saved_key(path) == key
+    stale = []
+    for path, draw in made.figures.items():
+        key = drawing_key(draw)
+        if key is None or saved_key(Path(store) / path) != key:
+            stale.append(path)
+    return stale
 
 
 def _remove_unused_plots(folder: Path, figures: set[Path]) -> None:

@@ -24,21 +24,29 @@ ALPHA = 0.05
 TEST = "paired t-test over shared noise seeds, two-sided, α = 0.05"
 
 
+def paired_differences(
+    a: Sequence[float], b: Sequence[float]
+) -> tuple[int, float, float]:
+    """(pairs, mean, sample std) of the differences a - b; NaN mean and std with fewer
+    than two pairs."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2:
+        return len(diffs), math.nan, math.nan
+    return len(diffs), statistics.fmean(diffs), statistics.stdev(diffs)
+
+
+# Student's t from scipy.special throughout: importing scipy.stats takes seconds.
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of the paired t-test of mean(a - b) = 0, as
     `scipy.stats.ttest_rel`. NaN with fewer than two pairs. With no spread in the
     differences the data decide alone: p = 1 when they are all 0, else 0."""
-    from scipy.special import (
-        stdtr,
-    )  # Student's t CDF; scipy.stats takes seconds to load
+    from scipy.special import stdtr
 
-    if len(a) != len(b):
-        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
+    n, mean, sd = paired_differences(a, b)
     if n < 2:
         return math.nan
-    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
     if sd == 0.0:
         return 1.0 if mean == 0.0 else 0.0
     t = mean / (sd / math.sqrt(n))
@@ -53,11 +61,9 @@ def paired_interval(
     than two pairs; a point when the differences do not spread."""
     from scipy.special import stdtrit
 
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
+    n, mean, sd = paired_differences(a, b)
     if n < 2:
         return math.nan, math.nan
-    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
     half = float(stdtrit(n - 1, 0.5 + level / 2)) * sd / math.sqrt(n)
     return mean - half, mean + half
 

@@ -23,6 +23,7 @@ from typing import Any
 from noisebench.experiment import RunSpec
 from noisebench.leaderboard.stats import (
     detectable_effect,
+    paired_differences,
     paired_interval,
     paired_t_test,
 )
@@ -159,9 +160,9 @@ def judge_part(
 def _result(records: Records, part: Part, alpha: float) -> PartResult:
     a, b = paired(records, part)
     outcome, diff, p, pairs = judge_part(records, part, alpha)
-    spread = (
-        statistics.stdev(x - y for x, y in zip(a, b, strict=True)) if pairs > 1 else 0
-    )
+    spread = paired_differences(a, b)[2]  # NaN below two pairs
+    # an equivalence part's own test is TOST, whose interval already tells it all
+    directional = part.margin is None
     return PartResult(
         part,
         outcome,
@@ -169,10 +170,7 @@ def _result(records: Records, part: Part, alpha: float) -> PartResult:
         p,
         pairs,
         paired_interval(a, b),
-        # an equivalence part's own test is TOST, whose interval already tells it all
-        detectable_effect(pairs, alpha=alpha) * spread
-        if pairs > 1 and part.margin is None
-        else math.nan,
+        detectable_effect(pairs, alpha=alpha) * spread if directional else math.nan,
     )
 
 
