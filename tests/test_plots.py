@@ -315,6 +315,29 @@ def test_memorization_panels_and_line_data():
         plots.figure_memorization(curves, title="t", max_lines=1)
 
 
+def test_memorization_legends_sit_below_their_panels_and_titles_name_positions():
+    """These curves span the whole panel, so a legend inside hides some of them."""
+    curves = [Curves(f"m{i}", (0.0, 0.5, 1.0), (1.0, 0.5, 0.0)) for i in range(7)]
+    fig = plots.figure_memorization(
+        curves, title="t", max_lines=6, order="as-run table"
+    )
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        panel = ax.get_window_extent(renderer)
+        assert legend.y1 < panel.y0  # wholly below the axes
+        assert legend.x0 < panel.x1 and panel.x0 < legend.x1  # and under this one
+    # 7 curves by 3 a panel: 3 + 2 + 2
+    assert [ax.get_title() for ax in fig.axes] == [
+        "1–3 of 7, in the as-run table's order",
+        "4–5 of 7, in the as-run table's order",
+        "6–7 of 7, in the as-run table's order",
+    ]
+    one = plots.figure_memorization(curves[:1], title="t")
+    assert one.axes[0].get_title() == ""  # one panel needs no position
+
+
 # label precision
 
 

@@ -200,7 +200,12 @@ def memorization(board: Board, *, title: str):
         )
         for label, records in found
     ]
-    return partial(figure_memorization, curves, title=f"{title} (noise rate {rate:g})")
+    return partial(
+        figure_memorization,
+        curves,
+        title=f"{title} (noise rate {rate:g})",
+        order="as-run table",
+    )
 
 
 def label_precision(board: Board, *, title: str):

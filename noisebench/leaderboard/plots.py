@@ -331,10 +331,13 @@ def figure_memorization(
     title: str,
     max_lines: int = 6,
     colours: Mapping[str, str] | None = None,
+    order: str | None = None,
 ) -> Figure:
     """Per method, the fraction of corrupted training samples the model predicts as
     their noisy label (solid) and as their clean label (dashed), in one colour, against
-    the epoch (1-based); split evenly over panels of at most `max_lines` lines.
+    the epoch (1-based); split evenly over panels of at most `max_lines` lines. With
+    several panels, each is titled by the positions of its curves, and by `order` when
+    the curves come in an order the reader knows (a table's).
 
     Gids: "fit_noisy" and "fit_clean" on the lines, each labelled with the method."""
     if not curves:
@@ -350,7 +353,7 @@ def figure_memorization(
     from matplotlib.lines import Line2D
 
     plt = _pyplot()
-    fig, axes = _grid(plt, len(parts), panel=(3.8, 3.0), sharey=True)
+    fig, axes = _grid(plt, len(parts), panel=(3.8, 4.2), sharey=True)
     for n, (ax, part) in enumerate(zip(axes, parts, strict=True), 1):
         handles = []
         for c in part:
@@ -382,12 +385,23 @@ def figure_memorization(
                 [], [], color="0.3", linestyle="--", label="predicts the clean label"
             ),
         ]
-        ax.legend(handles=handles, fontsize="small", framealpha=0.85, loc="best")
+        # below the panel: these curves span the whole axes, so any legend inside
+        # hides some of them
+        ax.legend(
+            handles=handles,
+            fontsize="small",
+            frameon=False,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+        )
         if len(parts) > 1:
-            ax.set_title(f"({n}/{len(parts)})", fontsize="medium")
+            first = sum(len(p) for p in parts[: n - 1]) + 1
+            span = f"{first}–{first + len(part) - 1}" if len(part) > 1 else f"{first}"
+            where = f", in the {order}'s order" if order else ""
+            ax.set_title(f"{span} of {len(curves)}{where}", fontsize="medium")
+        ax.set_xlabel("epoch")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    fig.supxlabel("epoch")
     fig.supylabel("fraction of corrupted training samples")
     fig.suptitle(_plain(title))
     return fig
