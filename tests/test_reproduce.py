@@ -19,6 +19,8 @@ from noisebench.reproduce.core import (
     DOES_NOT_HOLD,
     HOLDS,
     INCONCLUSIVE,
+    MATCHES,
+    NO_WORSE,
     Part,
     Setting,
     _one_sided,
@@ -86,13 +88,80 @@ def test_one_sided_p_equals_scipy():
 
 
 def test_an_equivalence_part_holds_fails_or_is_inconclusive():
-    part = Part("a", "b", "test_acc_at_best_val", margin=0.01)
+    part = Part("a", "b", "test_acc_at_best_val", test=MATCHES, margin=0.01)
     close = {"a": arm(shifted(0.001, 0.0005)), "b": arm(BASE)}
     assert judge_part(close, part)[0] == HOLDS
     far = {"a": arm(shifted(0.05, 0.001)), "b": arm(BASE)}
     assert judge_part(far, part)[0] == DOES_NOT_HOLD
     vague = {"a": arm(shifted(0.0, 0.03)), "b": arm(BASE)}
     assert judge_part(vague, part)[0] == INCONCLUSIVE
+
+
+# --------------------------------------------------------------------- non-inferiority
+def test_a_no_worse_part_counts_being_ahead_as_competitive():
+    """ "Competitive": far ahead holds, where an equivalence test would reject."""
+    no_worse = Part("a", "b", "test_acc_at_best_val", test=NO_WORSE, margin=0.01)
+    matches = Part("a", "b", "test_acc_at_best_val", test=MATCHES, margin=0.01)
+    ahead = {"a": arm(shifted(0.05, 0.001)), "b": arm(BASE)}
+    assert judge_part(ahead, no_worse)[0] == HOLDS
+    assert judge_part(ahead, matches)[0] == DOES_NOT_HOLD
+    close = {"a": arm(shifted(-0.002, 0.0005)), "b": arm(BASE)}
+    assert judge_part(close, no_worse)[0] == HOLDS  # a little below, within δ
+    behind = {"a": arm(shifted(-0.05, 0.001)), "b": arm(BASE)}
+    assert judge_part(behind, no_worse)[0] == DOES_NOT_HOLD
+    vague = {"a": arm(shifted(0.0, 0.03)), "b": arm(BASE)}
+    assert judge_part(vague, no_worse)[0] == INCONCLUSIVE
+    # lower is better (ECE): a far below b holds, far above does not
+    ece = Part("a", "b", "ece", higher_is_better=False, test=NO_WORSE, margin=0.01)
+    lower = {"a": arm(shifted(-0.05, 0.001), "ece"), "b": arm(BASE, "ece")}
+    higher = {"a": arm(shifted(0.05, 0.001), "ece"), "b": arm(BASE, "ece")}
+    assert judge_part(lower, ece)[0] == HOLDS
+    assert judge_part(higher, ece)[0] == DOES_NOT_HOLD
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_a_no_worse_verdict_is_read_from_the_reported_95_percent_interval(
+    higher_is_better,
+):
+    """Holds exactly when the interval clears the margin on the good side, fails
+    exactly when it lies wholly beyond it on the bad side: checked on random draws
+    against scipy's paired-t interval, so a reader can judge from the report."""
+    rng = np.random.default_rng(7)
+    margin, sign = 0.01, 1 if higher_is_better else -1
+    part = Part(
+        "a",
+        "b",
+        "test_acc_at_best_val",
+        higher_is_better=higher_is_better,
+        test=NO_WORSE,
+        margin=margin,
+    )
+    seen = set()
+    for _ in range(300):
+        b = rng.uniform(0.6, 0.9, size=5)
+        a = b + rng.normal(rng.uniform(-0.04, 0.03), rng.uniform(0.001, 0.03), size=5)
+        a = a if higher_is_better else 2 * b - a  # the same story for a lower metric
+        outcome = judge({"a": arm(list(a)), "b": arm(list(b))}, [part]).parts[0].outcome
+        ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+        low, high = sorted((sign * ci.low, sign * ci.high))  # oriented: higher is good
+        want = HOLDS if low > -margin else DOES_NOT_HOLD if high < -margin else None
+        assert outcome == (want or INCONCLUSIVE)
+        seen.add(outcome)
+    assert seen == {HOLDS, DOES_NOT_HOLD, INCONCLUSIVE}
+
+
+def test_a_part_takes_a_margin_exactly_when_it_tests_against_one():
+    with pytest.raises(ValueError, match="margin"):
+        Part("a", "b", "test_acc", test=MATCHES)
+    with pytest.raises(ValueError, match="margin"):
+        Part("a", "b", "test_acc", margin=0.01)
+    with pytest.raises(ValueError, match="unknown test"):
+        Part("a", "b", "test_acc", test="dominates", margin=0.01)
+    rule = Part("ls", "fwd", "test_acc", test=NO_WORSE, margin=0.01).rule()
+    assert rule == (
+        "ls is less than 1 point below fwd, or above it, in clean test accuracy"
+        " (last epoch)"
+    )
 
 
 def test_a_claim_of_parts_needs_every_part():
@@ -118,7 +187,7 @@ def test_a_verdict_states_each_parts_interval_and_what_it_could_detect():
     records = {"a": arm(a), "b": arm(b), "c": arm(shifted(0.001, 0.0005))}
     noisy, equal = (
         Part("a", "b", "test_acc_at_best_val"),
-        Part("c", "b", "test_acc_at_best_val", margin=0.01),
+        Part("c", "b", "test_acc_at_best_val", test=MATCHES, margin=0.01),
     )
     first, second = judge(records, [noisy, equal]).parts
     want = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
@@ -361,6 +430,27 @@ def test_lukasik_correction_verdicts():
         return 0.70 if label == "ls" else 0.80
 
     assert verdict_of("lukasik-correction", far_below) == DOES_NOT_HOLD
+
+    def far_ahead(label, metric):  # competitive, though not equal
+        return 0.90 if label == "ls" else 0.80
+
+    assert verdict_of("lukasik-correction", far_ahead) == HOLDS
+
+
+def test_the_committed_reports_state_every_amended_rule():
+    """A rule changed after its runs were judged says so in each of its reports."""
+    from pathlib import Path
+
+    reports = Path(__file__).parent.parent / "reports"
+    amended = [n for n in list_presets() if get_preset(n).amended]
+    assert "lukasik-correction" in amended
+    for name in list_presets():
+        for report in reports.glob(f"{name}-*.md"):
+            if report.stem.removeprefix(f"{name}-").count("-"):
+                continue  # another preset whose name extends this one's
+            text = report.read_text()
+            note = f"**Rule amended.** {get_preset(name).amended}"
+            assert (note in text) == (name in amended), report.name
 
 
 def test_calibration_and_projection_verdicts_want_lower_values():

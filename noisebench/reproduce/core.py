@@ -8,6 +8,10 @@ labels), at ALPHA, on the metric the claim is about:
 - an *equivalence* claim ("A matches B within δ") holds when both one-sided tests
   reject a difference of δ or more (TOST), does not hold when the difference is
   significantly beyond δ, and is inconclusive otherwise;
+- a *non-inferiority* claim ("A is competitive with B": no worse by δ or more, and
+  possibly better) holds when the 95% confidence interval of A − B lies wholly above
+  −δ (the one-sided test at ALPHA / 2), does not hold when it lies wholly below −δ, and
+  is inconclusive otherwise; so the report's interval shows the verdict;
 - a claim made of several such parts holds when every part holds, does not hold when
   any part does not, and is inconclusive otherwise.
 """
@@ -30,6 +34,9 @@ from noisebench.leaderboard.stats import (
 
 ALPHA = 0.05
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+# what a part tests: a beats b; a and b match within the margin; a is no worse than b
+# by the margin or more
+BEATS, MATCHES, NO_WORSE = "beats", "matches", "no worse"
 
 
 @dataclass(frozen=True)
@@ -68,20 +75,36 @@ class Part:
     b: str
     metric: str
     higher_is_better: bool = True
-    margin: float | None = (
-        None  # None: directional (a beats b); else equivalence ±margin
-    )
+    test: str = BEATS  # BEATS, MATCHES or NO_WORSE
+    margin: float | None = None  # MATCHES and NO_WORSE: the claim's δ
     label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.test not in (BEATS, MATCHES, NO_WORSE):
+            raise ValueError(f"unknown test {self.test!r}")
+        if (self.margin is None) != (self.test == BEATS):
+            raise ValueError(
+                f"a '{self.test}' part takes a margin exactly when it is not 'beats'"
+            )
 
     def rule(self) -> str:
         metric = METRIC_WORDS.get(self.metric, self.metric)
-        if self.margin is None:
+        if self.test == BEATS:
             better = "higher" if self.higher_is_better else "lower"
             return f"{self.a} has {better} {metric} than {self.b}"
         points = 100 * self.margin
         unit = "point" if points == 1 else "points"
+        if self.test == MATCHES:
+            return (
+                f"{self.a} and {self.b} differ by less than {points:g} {unit} in"
+                f" {metric}"
+            )
+        worse, better = (
+            ("below", "above") if self.higher_is_better else ("above", "below")
+        )
         return (
-            f"{self.a} and {self.b} differ by less than {points:g} {unit} in {metric}"
+            f"{self.a} is less than {points:g} {unit} {worse} {self.b}, or {better} it,"
+            f" in {metric}"
         )
 
 
@@ -139,10 +162,22 @@ def judge_part(
         return INCONCLUSIVE, float("nan"), float("nan"), len(a)
     sign = 1.0 if part.higher_is_better else -1.0
     diff = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
-    if part.margin is None:
+    if part.test == BEATS:
         p = paired_t_test(a, b)
         if p < alpha:
             return (HOLDS if sign * diff > 0 else DOES_NOT_HOLD), diff, p, len(a)
+        return INCONCLUSIVE, diff, p, len(a)
+    if part.test == NO_WORSE:
+        # oriented so that higher is better, then shifted by the margin: a one-sided
+        # test at alpha / 2 is the 95% interval's bound against -margin
+        good = [sign * x + part.margin for x in a]
+        bad = [sign * y for y in b]
+        p = _one_sided(good, bad)  # a - b > -margin
+        if p < alpha / 2:
+            return HOLDS, diff, p, len(a)
+        beyond = _one_sided(bad, good)  # a - b < -margin
+        if beyond < alpha / 2:
+            return DOES_NOT_HOLD, diff, beyond, len(a)
         return INCONCLUSIVE, diff, p, len(a)
     # TOST: both one-sided tests against the margin must reject for equivalence
     m = part.margin
@@ -161,8 +196,8 @@ def _result(records: Records, part: Part, alpha: float) -> PartResult:
     a, b = paired(records, part)
     outcome, diff, p, pairs = judge_part(records, part, alpha)
     spread = paired_differences(a, b)[2]  # NaN below two pairs
-    # an equivalence part's own test is TOST, whose interval already tells it all
-    directional = part.margin is None
+    # a part against a margin is read from its interval, which already tells it all
+    directional = part.test == BEATS
     return PartResult(
         part,
         outcome,
@@ -205,6 +240,9 @@ class Preset:
     parts: Callable[[Records], list[Part]]
     metrics: tuple[str, ...] = ("test_acc", "test_acc_at_best_val")
     paper_figures: str = ""  # what the paper reports on its own setting, if anything
+    # a rule changed after runs had been judged: what changed, when, why, and what the
+    # old rule said, so that no report hides a rule tuned after seeing results
+    amended: str = ""
     figure: tuple[str, str] | None = None  # (x label, metric) of the report's line plot
     # presets that measure the trained models themselves (not only their records):
     # (prepared, FitResult) -> per seed, values to judge on and to draw; their arms

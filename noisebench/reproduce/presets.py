@@ -9,7 +9,16 @@ from dataclasses import replace
 
 from noisebench.experiment import TeacherSpec
 from noisebench.noise import NoiseSpec
-from noisebench.reproduce.core import Arm, Part, Preset, Records, Setting, base_spec
+from noisebench.reproduce.core import (
+    MATCHES,
+    NO_WORSE,
+    Arm,
+    Part,
+    Preset,
+    Records,
+    Setting,
+    base_spec,
+)
 
 LUKASIK = "Lukasik et al. 2020, Does label smoothing mitigate label noise? (https://arxiv.org/abs/2003.02819)"
 MULLER = "Müller, Kornblith & Hinton 2019, When does label smoothing help? (https://arxiv.org/abs/1906.02629)"
@@ -58,11 +67,21 @@ def _lukasik_correction_arms(setting: Setting) -> list[Arm]:
 
 
 def _lukasik_correction_parts(records: Records) -> list[Part]:
-    # competitive: within 1 point of the better loss correction a practitioner can run
-    # (T estimated; the better one chosen on noisy validation, as a practitioner
-    # would), in clean test accuracy at the noisy-validation epoch
+    # competitive: no more than 1 point below the better loss correction a
+    # practitioner can run (T estimated; the better one chosen on noisy validation, as
+    # a practitioner would), in clean test accuracy at the noisy-validation epoch.
+    # Being ahead of it is competitive too, so this is non-inferiority, not equivalence
     best = _best(records, list(CORRECTIONS), "best_val_acc")
-    return [Part("ls", best, "test_acc_at_best_val", margin=0.01, label="uniform 0.2")]
+    return [
+        Part(
+            "ls",
+            best,
+            "test_acc_at_best_val",
+            test=NO_WORSE,
+            margin=0.01,
+            label="uniform 0.2",
+        )
+    ]
 
 
 # ----------------------------------------------------------------- wei-negative
@@ -132,6 +151,7 @@ def _disturb_parts(records: Records) -> list[Part]:
             f"flip {a:g}",
             f"ls {a:g}",
             "test_acc_at_best_val",
+            test=MATCHES,
             margin=0.01,
             label=f"α = {a:g}",
         )
@@ -332,6 +352,12 @@ PRESETS = [
         "(20% noise redrawn from all classes).",
         arms=_lukasik_correction_arms,
         parts=_lukasik_correction_parts,
+        amended="Until 2026-12-07 (noisebench 0.1.0) the part was an equivalence test"
+        " (TOST, both sides within 1 point), which would call label smoothing"
+        " 'not competitive' for being far ahead. 'Competitive' means no more than the"
+        " margin behind, so the part is now non-inferiority at the same margin, judged"
+        " again from the same runs. Under the old rule this report read inconclusive on"
+        " digits and on MNIST-1D (the CNN and the 1-D CNN, 5 seeds).",
         paper_figures="CIFAR-10, ResNet-32, 20% uniform noise: see docs/paper_figures.md "
         "(secondhand, unverified).",
     ),

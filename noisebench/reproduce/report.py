@@ -62,8 +62,12 @@ def render(result: Result, figure: str | None) -> str:
             " when every part below holds, does not hold when any part does not, and is"
             " inconclusive otherwise. A directional part holds when the first arm is"
             " significantly better and fails when the second is; an equivalence part"
-            " (±margin) holds when both one-sided tests reject a larger difference (TOST)."
+            " (±margin) holds when both one-sided tests reject a larger difference (TOST);"
+            ' a non-inferiority part ("less than the margin below, or above") holds'
+            " when its 95% CI lies wholly above −margin and fails when it lies wholly"
+            " below."
         ),
+        *(["", f"**Rule amended.** {preset.amended}"] if preset.amended else []),
         "",
         (
             "Each part's 95% confidence interval places the difference; for a"
