@@ -687,4 +687,25 @@ def test_a_cpu_run_records_the_cpu_model_and_its_threads(tmp_path):
     model = " ".join(found.group(1).split())
     plural = "thread" if threads == 1 else "threads"
     assert row["device"] == "cpu"
-    assert row["device_name"] == f"{model}, {threads} {plural}"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    assert row["device_name"] == f"{model} ({kernels}), {threads} {plural}"
+
+
+def test_the_recorded_cpu_kernels_are_the_ones_torch_runs():
+    """Names the kernels torch dispatches to, not the CPU's flags: forced down to the
+    plain ones, the record says so."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from noisebench.records import cpu_kernels; print(cpu_kernels())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "DEFAULT"
