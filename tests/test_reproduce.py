@@ -3,6 +3,7 @@ scipy's tests), the presets' arms, and one small preset end to end."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import zlib
@@ -306,6 +307,45 @@ def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(
     assert len(list((store / "runs").iterdir())) == len(shards) + 4
 
 
+def test_a_replication_runs_new_seeds_into_its_own_report(tmp_path):
+    """--first-seed judges fresh seeds alone, beside the report it replicates."""
+    store, reports = tmp_path / "store", tmp_path / "reports"
+    args = [
+        *("reproduce", "disturblabel-vs-ls", "--model", "mlp", "--seeds", "2"),
+        *("--epochs", "2", "--store", str(store), "--reports", str(reports)),
+    ]
+    assert invoke(*args).exit_code == 0
+    first = (reports / "disturblabel-vs-ls-digits.md").read_text()
+    result = invoke(*args, "--first-seed", "100", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = reports / "disturblabel-vs-ls-digits-seeds100-101.md"
+    assert json.loads(result.stdout)["report"] == str(report)
+    assert "with 2 seeds (100–101)." in report.read_text()
+    assert (reports / "disturblabel-vs-ls-digits.md").read_text() == first
+    rows = read_records(store).to_pylist()
+    assert sorted({(r["seed"], r["noise_seed"]) for r in rows}) == [
+        (0, 0),
+        (1, 1),
+        (100, 100),
+        (101, 101),
+    ]
+    # every pair the replication judged is a new seed's: its parts count 2 pairs
+    assert {p["pairs"] for p in json.loads(result.stdout)["parts"]} == {2}
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_presets_arms_take_the_replications_seeds(name):
+    from noisebench.reproduce import tune_spec
+
+    setting = Setting(
+        dataset="digits", model="mlp", seeds=3, epochs=2, device="cpu", first_seed=40
+    )
+    for arm in get_preset(name).arms(setting):
+        assert arm.spec.seeds == (40, 41, 42)
+        if arm.trials:
+            assert tune_spec(arm, None).final_seed_range == (40, 41, 42)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -313,6 +353,8 @@ def test_a_preset_runs_writes_its_report_and_a_rerun_trains_nothing(
         (["reproduce", "wei-negative", "--seeds", "1"], "--seeds must lie in [2, 100]"),
         (["reproduce", "wei-negative", "--dataset", "nope"], "nope"),
         (["reproduce"], "name a preset"),
+        (["reproduce", "wei-negative", "--first-seed", "-1"], "--first-seed must"),
+        (["reproduce", "wei-negative", "--first-seed", "996"], "tuning seeds"),
     ],
 )
 def test_bad_requests_are_one_line_and_leave_nothing(tmp_path, args, message):

@@ -29,6 +29,14 @@ def reproduce(
         ),
     ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per arm.")] = 5,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            "--first-seed",
+            help="Seeds are first-seed, first-seed + 1, ...: a replication on new "
+            "seeds (its report is NAME-DATASET-seedsA-B.md).",
+        ),
+    ] = 0,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -63,6 +71,7 @@ def reproduce(
     from noisebench.reproduce import reproduce as run_preset
     from noisebench.reproduce.core import Setting
     from noisebench.reproduce.report import write
+    from noisebench.tune import TUNE_SEED_OFFSET
 
     if list_:
         rows = [get_preset(n) for n in list_presets()]
@@ -87,8 +96,18 @@ def reproduce(
         raise UserError(
             f"--seeds must lie in [2, 100] (a paired test needs 2), got {seeds}"
         )
+    if not 0 <= first_seed <= TUNE_SEED_OFFSET - seeds:
+        raise UserError(
+            f"--first-seed must lie in [0, {TUNE_SEED_OFFSET - seeds}] so the seeds stay"
+            f" below the tuning seeds ({TUNE_SEED_OFFSET}...), got {first_seed}"
+        )
     setting = Setting(
-        dataset=dataset, model=model, seeds=seeds, epochs=epochs, device=device
+        dataset=dataset,
+        model=model,
+        seeds=seeds,
+        epochs=epochs,
+        device=device,
+        first_seed=first_seed,
     )
     with options.progress("arms", quiet=as_json) as progress:
         task = progress.add_task(name, total=None)

@@ -94,4 +94,5 @@ def tune_spec(arm: Arm, store: Path):
         trials=arm.trials,
         tune_seeds=2,
         final_seeds=len(arm.spec.seeds),
+        first_seed=arm.spec.seeds[0],
     )

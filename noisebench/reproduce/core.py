@@ -48,6 +48,13 @@ class Setting:
     seeds: int = 5
     epochs: int | None = None
     device: str = "auto"
+    # seeds are first_seed, first_seed + 1, ...: a replication takes new ones, never
+    # more of the seeds an inconclusive report already judged (optional stopping)
+    first_seed: int = 0
+
+    @property
+    def seed_range(self) -> tuple[int, ...]:
+        return tuple(range(self.first_seed, self.first_seed + self.seeds))
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,7 @@ def base_spec(setting: Setting, preset: str, **fields: Any) -> RunSpec:
         dataset=setting.dataset,
         noise=noise,
         train=train_config_for(card, model=model, epochs=setting.epochs),
-        seeds=tuple(range(setting.seeds)),
+        seeds=setting.seed_range,
         device=setting.device,
         study=f"reproduce/{preset}",
     )

@@ -25,7 +25,13 @@ NOT_PERCENT = {"temperature", "spread_ratio"}
 
 
 def report_name(result: Result) -> str:
-    return f"{result.preset.name}-{result.setting.dataset}"
+    """NAME-DATASET, and the seeds of a replication, which must not overwrite the
+    report it replicates."""
+    setting = result.setting
+    name = f"{result.preset.name}-{setting.dataset}"
+    if setting.first_seed:
+        name += f"-seeds{setting.seed_range[0]}-{setting.seed_range[-1]}"
+    return name
 
 
 def _stat(records, metric: str) -> str:
@@ -54,7 +60,12 @@ def render(result: Result, figure: str | None) -> str:
         "",
         f"**Paper.** {preset.paper}",
         "",
-        f"**Verdict here: {verdict.outcome}**, with {setting.seeds} seeds.",
+        f"**Verdict here: {verdict.outcome}**, with {setting.seeds} seeds"
+        + (
+            f" ({setting.seed_range[0]}–{setting.seed_range[-1]})."
+            if setting.first_seed
+            else "."
+        ),
         "",
         (
             "**Rule** (fixed in `noisebench/reproduce/presets.py` before any run): paired"
