@@ -75,8 +75,8 @@ def render(result: Result, figure: str | None) -> str:
             " significantly better and fails when the second is; an equivalence part"
             " (±margin) holds when both one-sided tests reject a larger difference (TOST);"
             ' a non-inferiority part ("less than the margin below, or above") holds'
-            " when its 95% CI lies wholly above −margin and fails when it lies wholly"
-            " below."
+            " when its 95% CI lies wholly above −margin (its p, one-sided, below α/2)"
+            " and fails when it lies wholly below."
         ),
         *(["", f"**Rule amended.** {preset.amended}"] if preset.amended else []),
         "",
