@@ -10,6 +10,9 @@
 #
 # Run from the repository root with noisebench installed (with the mnist1d extra).
 # Setups are independent: run them in parallel on separate cores if you have them.
+# To keep them out of the way of other work, lower their priority with
+# `echo 19 > /proc/self/autogroup` first: under Linux's autogroup scheduling, `nice`
+# alone only orders processes within one terminal session, not against the others.
 # It resumes: a configuration the store holds (made by any commit, as the board shows
 # it) is not trained again, and a sweep skips the cells whose final runs are stored.
 # The compute it took is stated in the leaderboard's README section of the main README.
