@@ -71,7 +71,6 @@ def reproduce(
     from noisebench.reproduce import reproduce as run_preset
     from noisebench.reproduce.core import Setting
     from noisebench.reproduce.report import write
-    from noisebench.tune import TUNE_SEED_OFFSET
 
     if list_:
         rows = [get_preset(n) for n in list_presets()]
@@ -96,6 +95,8 @@ def reproduce(
         raise UserError(
             f"--seeds must lie in [2, 100] (a paired test needs 2), got {seeds}"
         )
+    from noisebench.tune import TUNE_SEED_OFFSET  # not before --list: it loads optuna
+
     if not 0 <= first_seed <= TUNE_SEED_OFFSET - seeds:
         raise UserError(
             f"--first-seed must lie in [0, {TUNE_SEED_OFFSET - seeds}] so the seeds stay"

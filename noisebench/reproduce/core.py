@@ -19,7 +19,6 @@ labels), at ALPHA, on the metric the claim is about:
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -165,10 +164,10 @@ def judge_part(
 ) -> tuple[str, float, float, int]:
     """(outcome, mean difference a - b, p-value, pairs) of one part."""
     a, b = paired(records, part)
-    if len(a) < 2:
-        return INCONCLUSIVE, float("nan"), float("nan"), len(a)
+    pairs, diff, _ = paired_differences(a, b)
+    if pairs < 2:
+        return INCONCLUSIVE, math.nan, math.nan, pairs
     sign = 1.0 if part.higher_is_better else -1.0
-    diff = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
     if part.test == BEATS:
         p = paired_t_test(a, b)
         if p < alpha:
@@ -219,8 +218,7 @@ def _result(records: Records, part: Part, alpha: float) -> PartResult:
 def _one_sided(a: Sequence[float], b: Sequence[float]) -> float:
     """p-value of mean(a - b) > 0 (paired t-test, one-sided)."""
     p = paired_t_test(a, b)
-    diff = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
-    return p / 2 if diff > 0 else 1 - p / 2
+    return p / 2 if paired_differences(a, b)[1] > 0 else 1 - p / 2
 
 
 def judge(records: Records, parts: Sequence[Part], alpha: float = ALPHA) -> Verdict:
