@@ -191,3 +191,26 @@ def write_folder(folder: Path, train: pa.Table, test: pa.Table | None = None) ->
     if test is not None:
         pq.write_table(test, folder / "data" / "test-00000-of-00001.parquet")
     return folder
+
+
+def write_suite(
+    store,
+    name: str,
+    *,
+    methods,
+    rates,
+    noise="symmetric",
+    epochs=3,
+    hidden=16,
+    estimated=(),
+) -> str:
+    """A small suite (2 trials, 1 tuning seed, 2 final seeds) in <store>/suites."""
+    (store / "suites").mkdir(exist_ok=True)
+    (store / "suites" / f"{name}.toml").write_text(
+        f'dataset = "digits"\nmethods = {json.dumps(list(methods))}\n'
+        f"estimated = {json.dumps(list(estimated))}\n"
+        "trials = 2\ntune_seeds = 1\nfinal_seeds = 2\n"
+        f'[[noise]]\ntype = "{noise}"\nrates = {json.dumps(list(rates))}\n'
+        f"[train]\nepochs = {epochs}\nhidden = [{hidden}]\n"
+    )
+    return name

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import finish, spawn
+from helpers import finish, spawn, write_suite
 
 from noisebench.data import resolve_card
 from noisebench.errors import UserError
@@ -143,29 +143,6 @@ def test_bad_storage_urls(tmp_path, url):
 def test_trials_must_be_positive():
     with pytest.raises(UserError, match="--trials must be >= 1"):
         spec_for(trials=0)
-
-
-def write_suite(
-    store,
-    name: str,
-    *,
-    methods,
-    rates,
-    noise="symmetric",
-    epochs=3,
-    hidden=16,
-    estimated=(),
-) -> str:
-    """A small suite (2 trials, 1 tuning seed, 2 final seeds) in <store>/suites."""
-    (store / "suites").mkdir(exist_ok=True)
-    (store / "suites" / f"{name}.toml").write_text(
-        f'dataset = "digits"\nmethods = {json.dumps(list(methods))}\n'
-        f"estimated = {json.dumps(list(estimated))}\n"
-        "trials = 2\ntune_seeds = 1\nfinal_seeds = 2\n"
-        f'[[noise]]\ntype = "{noise}"\nrates = {json.dumps(list(rates))}\n'
-        f"[train]\nepochs = {epochs}\nhidden = [{hidden}]\n"
-    )
-    return name
 
 
 def test_sweep_twice_does_no_work_the_second_time(tmp_path):

@@ -22,6 +22,13 @@ def sweep(
     device: options.Device = "auto",
     heartbeat: Heartbeat = 10,
     store: options.Store = None,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status",
+            help="Say what the sweep has done and has left, and run nothing.",
+        ),
+    ] = False,
     as_json: options.Json = False,
 ) -> None:
     """Tune and run every method x noise cell of a suite; skip cells already done."""
@@ -30,6 +37,9 @@ def sweep(
     from noisebench.sweep import sweep as run_sweep
 
     store = store or default_store()
+    if status:  # reads the store and the storage, writes neither
+        show_status(load_suite(suite, store), store, storage, as_json)
+        return
     check_store(store)  # created once every cell is validated
     plan = load_suite(suite, store)
     with options.progress("cells", quiet=as_json) as progress:
@@ -74,3 +84,60 @@ def sweep(
     options.stdout_console().print(
         "next: `noisebench leaderboard` renders these into the leaderboard"
     )
+
+
+def show_status(plan, store, storage: str | None, as_json: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from noisebench.sweep_status import (
+        DONE,
+        FINAL,
+        NOT_STARTED,
+        TUNING,
+        status_json,
+        sweep_status,
+    )
+
+    report = sweep_status(plan, store=store, storage=storage)
+    if as_json:
+        print(options.dumps(status_json(report)))
+        return
+    settings = list(
+        dict.fromkeys((c.cell.noise_type, c.cell.rate) for c in report.cells)
+    )
+    table = Table(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("method", no_wrap=True)
+    for kind, rate in settings:  # two short header lines: ten columns fit 80 characters
+        table.add_column(f"{kind[:4]}\n{rate:g}", justify="right", no_wrap=True)
+    rows: dict[str, dict[tuple[str, float], str]] = {}
+    for c in report.cells:
+        name = c.cell.method + (" (est. T)" if c.cell.transition == "estimated" else "")
+        mark = {DONE: "done", FINAL: "fin", NOT_STARTED: "·"}.get(
+            c.state, f"{c.trials}/{c.budget}"
+        )
+        rows.setdefault(name, {})[(c.cell.noise_type, c.cell.rate)] = mark
+    for name, marks in rows.items():
+        table.add_row(name, *(marks.get(s, "") for s in settings))
+    console = options.stdout_console()
+    console.print(
+        f"suite {plan.name}: {report.count(DONE)}/{len(report.cells)} cells done"
+    )
+    console.print(table)
+    left = report.hours_left()
+    pace = (
+        "no cell is done yet to measure the pace"
+        if left is None
+        else f"about {duration(left)} left at the pace of the done cells"
+    )
+    console.print(
+        f"{report.count(DONE)} done, {report.count(FINAL)} at their final runs (fin), "
+        f"{report.count(TUNING)} tuning (trials finished/budget), "
+        f"{report.count(NOT_STARTED)} not started. "
+        f"{duration(sum(c.hours for c in report.cells))} of runs so far; {pace} "
+        "(one worker's time: divide by the workers)."
+    )
+
+
+def duration(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min"

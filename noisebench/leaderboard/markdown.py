@@ -390,7 +390,8 @@ def render_contents(shown: list[Board], anchors: list[str]) -> list[str]:
 
 COMPUTE_NOTE = (
     "Compute: what it took to make these runs, the sum of their wall times (each run's"
-    " share of the seeds trained with it), tuning trials included."
+    " share of the seeds trained with it), tuning trials included; a pruned trial"
+    " writes no record, so its time (cut short after a few epochs) is not counted."
 )
 
 
