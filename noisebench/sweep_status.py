@@ -78,15 +78,19 @@ def sweep_status(
             if r["phase"] == "final" and r["status"] in ("ok", "diverged")
         }
         free = _has_free_params(spec)
-        finished = trials.get(name, 0) if free else None
+        finished = trials.get(name, 0)
         if seeds <= final:
             state = DONE
-        elif not free or (finished or 0) >= suite.trials:
-            state = FINAL if rows or not free else TUNING
-        else:
+        elif free and finished < suite.trials:
             state = TUNING if name in trials or rows else NOT_STARTED
+        else:  # the search is over, or there is none: only final runs are left
+            state = FINAL if free or rows else NOT_STARTED
         hours = sum(r["wall_time_s"] or 0.0 for r in rows) / 3600
-        cells.append(CellStatus(cell, name, state, finished, suite.trials, hours))
+        cells.append(
+            CellStatus(
+                cell, name, state, finished if free else None, suite.trials, hours
+            )
+        )
     return SweepStatus(suite, tuple(cells))
 
 
