@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from helpers import reap_spawned
+
+
+@pytest.fixture(autouse=True)
+def _no_orphaned_processes():
+    """A test that fails between spawning noisebench and waiting for it (a missed
+    deadline, a failed assert) must not leave the process training in the background."""
+    yield
+    reap_spawned()
 
 
 @pytest.fixture(scope="module")

@@ -117,13 +117,29 @@ def seed_runs(method: str, values, **overrides: Any) -> list[dict[str, Any]]:
     ]
 
 
+SPAWNED: list[subprocess.Popen] = []  # killed after each test (conftest) if still alive
+
+
 def spawn(*args: str) -> subprocess.Popen:
     """`noisebench ARGS` in a subprocess, with -X faulthandler so that `finish` can make
     a hung one show its stacks."""
     command = [sys.executable, "-X", "faulthandler", "-m", "noisebench.cli", *args]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    SPAWNED.append(proc)
+    return proc
+
+
+def reap_spawned() -> list[int]:
+    """Kill what a test spawned and left running (it failed before waiting for it):
+    an orphaned worker would keep training and slow every later test. Returns the pids."""
+    alive = [p for p in SPAWNED if p.poll() is None]
+    for proc in alive:
+        proc.kill()
+        proc.communicate()
+    SPAWNED.clear()
+    return [p.pid for p in alive]
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:

@@ -468,3 +468,13 @@ def test_a_sweep_whose_creator_was_killed_while_queueing_its_cells_is_finished(
     assert all(c.final for c in cells)
     final = [r for r in read_records(tmp_path).to_pylist() if r["phase"] == "final"]
     assert sorted(r["noise_rate"] for r in final) == [0.2, 0.2, 0.4, 0.4, 0.6, 0.6]
+
+
+def test_a_failed_test_leaves_no_spawned_process_running():
+    """The conftest fixture's guarantee, checked on a process that would outlive any test."""
+    from helpers import reap_spawned
+
+    proc = spawn("evaluate", "--method", "ce", "--epochs", "100000", "--no-record")
+    assert proc.poll() is None
+    assert reap_spawned() == [proc.pid]
+    assert proc.returncode == -signal.SIGKILL  # killed, not exited on its own
