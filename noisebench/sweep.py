@@ -200,8 +200,8 @@ def sweep(
         cell_spec(suite, c, storage=url, device=device, heartbeat=heartbeat)
         for c in cells
     ]
-    for spec in specs:  # data, noise and params of every cell, before any training
-        _validate(spec)
+    # data, noise and params of every cell checked before any training
+    names = [cell_study(spec) for spec in specs]
     from noisebench.store import ensure_writable
 
     ensure_writable(store)
@@ -251,18 +251,27 @@ def sweep(
     # Cells finished by other workers (or an earlier run) are reported from the store.
     # One whose final records are not in this store (another --store, deleted shards)
     # is tuned again: its finished study is reused, so only the final runs are redone.
-    for i, spec in enumerate(specs):
-        if i not in results:
-            results[i] = _from_store(cells[i], spec, store)
+    from noisebench.tune import stored_finals
+
+    missing = [i for i in range(len(cells)) if i not in results]
+    stored = stored_finals(
+        store, [names[i] for i in missing], tuple(range(suite.final_seeds))
+    )
+    for i in missing:
+        final = stored[names[i]] or []
+        params = json.loads(final[0]["params"]) if final else {}
+        results[i] = CellResult(cells[i], names[i], params, final, ran=False)
+    for i in range(len(cells)):
         if not results[i].final:
             run_cell(i)
     return [results[i] for i in range(len(cells))]
 
 
-def _validate(spec) -> None:
-    from noisebench.tune import tuning_run
+def cell_study(spec) -> str:
+    """The cell's study name; preparing its tuning run checks every input."""
+    from noisebench.tune import study_name, tuning_run
 
-    tuning_run(spec)
+    return study_name(spec, tuning_run(spec))
 
 
 def _open_sweep_study(suite: Suite, storage, n_cells: int):
@@ -330,15 +339,6 @@ def _done(study, index: int) -> bool:
         t.user_attrs.get("cell") == index and t.state.name == "COMPLETE"
         for t in study.get_trials(deepcopy=False)
     )
-
-
-def _from_store(cell: Cell, spec, store: Path) -> CellResult:
-    from noisebench.tune import final_records, study_name, tuning_run
-
-    name = study_name(spec, tuning_run(spec))
-    final = final_records(store, name, tuple(range(spec.final_seeds))) or []
-    params = json.loads(final[0]["params"]) if final else {}
-    return CellResult(cell, name, params, final, ran=False)
 
 
 def describe(result: CellResult) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from noisebench.sweep import Cell, Suite, cell_spec
+from noisebench.sweep import Cell, Suite, cell_spec, cell_study
 
 DONE, FINAL, TUNING, NOT_STARTED = "done", "final runs", "tuning", "not started"
 
@@ -59,13 +59,13 @@ class SweepStatus:
 def sweep_status(
     suite: Suite, *, store: Path, storage: str | None = None
 ) -> SweepStatus:
-    from noisebench.tune import default_storage, study_name, tuning_run
+    from noisebench.tune import default_storage
 
     specs = [
         cell_spec(suite, c, storage="", device="cpu", heartbeat=10)
         for c in suite.cells()
     ]
-    names = [study_name(spec, tuning_run(spec)) for spec in specs]
+    names = [cell_study(spec) for spec in specs]
     records = _records_by_study(store, set(names))
     trials = _finished_trials(storage or default_storage(store), set(names))
     seeds = set(range(suite.final_seeds))

@@ -523,21 +523,35 @@ def final_records(
 ) -> list[dict[str, Any]] | None:
     """The final runs of a study already in the store (of one trial's params, unless
     `trial` is "any"), if every seed is there."""
+    return stored_finals(store, [name], seeds, trial=trial)[name]
+
+
+def stored_finals(
+    store: Path,
+    names: list[str],
+    seeds: tuple[int, ...],
+    *,
+    trial: int | None | str = "any",
+) -> dict[str, list[dict[str, Any]] | None]:
+    """`final_records` of several studies from one read of the store: a sweep's end
+    asks for every cell's, and reading the store once per cell took minutes."""
     from noisebench.leaderboard import dedupe
     from noisebench.store import read_records
 
-    rows = [
-        r
-        for r in dedupe(read_records(store).to_pylist())
-        if r["phase"] == "final"
-        and r["study"] == name
-        and r["status"] in ("ok", "diverged")
-        and (trial == "any" or r["trial"] == trial)
-    ]
-    by_seed = {r["seed"]: r for r in rows}
-    if not set(seeds) <= set(by_seed):
-        return None
-    return [by_seed[s] for s in seeds]
+    wanted = set(names)
+    by_study: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in names}
+    for r in dedupe(read_records(store).to_pylist()):
+        if (
+            r["phase"] == "final"
+            and r["study"] in wanted
+            and r["status"] in ("ok", "diverged")
+            and (trial == "any" or r["trial"] == trial)
+        ):
+            by_study[r["study"]][r["seed"]] = r
+    return {
+        name: [runs[s] for s in seeds] if set(seeds) <= set(runs) else None
+        for name, runs in by_study.items()
+    }
 
 
 def tune(
