@@ -15,6 +15,8 @@
 # alone only orders processes within one terminal session, not against the others.
 # It resumes: a configuration the store holds (made by any commit, as the board shows
 # it) is not trained again, and a sweep skips the cells whose final runs are stored.
+# Where a setup's tuning stands, and about how long it has left:
+#   noisebench sweep --suite mnist1d --store STORE --status
 # The compute it took is stated in the leaderboard's README section of the main README.
 set -euo pipefail
 store=${1:-leaderboard}
