@@ -59,7 +59,7 @@ class SweepStatus:
 def sweep_status(
     suite: Suite, *, store: Path, storage: str | None = None
 ) -> SweepStatus:
-    from noisebench.tune import default_storage
+    from noisebench.tune import default_storage, stored_finals
 
     specs = [
         cell_spec(suite, c, storage="", device="cpu", heartbeat=10)
@@ -67,19 +67,17 @@ def sweep_status(
     ]
     names = [cell_study(spec) for spec in specs]
     records = _records_by_study(store, set(names))
+    # done exactly when the sweep itself would take the cell's results from the store
+    done = (
+        stored_finals(store, names, tuple(range(suite.final_seeds))) if records else {}
+    )
     trials = _finished_trials(storage or default_storage(store), set(names))
-    seeds = set(range(suite.final_seeds))
     cells = []
     for cell, spec, name in zip(suite.cells(), specs, names):
         rows = records.get(name, [])
-        final = {
-            r["seed"]
-            for r in rows
-            if r["phase"] == "final" and r["status"] in ("ok", "diverged")
-        }
         free = _has_free_params(spec)
         finished = trials.get(name, 0)
-        if seeds <= final:
+        if done.get(name):
             state = DONE
         elif free and finished < suite.trials:
             state = TUNING if name in trials or rows else NOT_STARTED
@@ -119,7 +117,7 @@ def _records_by_study(store: Path, names: set[str]) -> dict[str, list[dict[str, 
         "status",
         "wall_time_s",
     ]
-    rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
+    rows = table.select(columns).to_pylist()
     by_study: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in dedupe(r for r in rows if r.get("study") in names):
         by_study[r["study"]].append(r)
