@@ -28,6 +28,8 @@ class CellStatus:
     trials: int | None  # finished trials of its study; None: nothing to tune
     budget: int
     hours: float  # wall time of its runs so far, tuning and final (core-hours on a CPU)
+    running: int = 0  # trials a worker holds now
+    stale: int = 0  # of those, held by a worker that stopped beating (killed, lost)
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,18 @@ class SweepStatus:
         )
 
 
+@dataclass(frozen=True)
+class Trials:
+    finished: int = 0  # completed or pruned
+    running: int = 0
+    stale: int = 0  # running, with no heartbeat for twice the heartbeat interval
+
+
 def sweep_status(
-    suite: Suite, *, store: Path, storage: str | None = None
+    suite: Suite, *, store: Path, storage: str | None = None, heartbeat: int = 10
 ) -> SweepStatus:
+    """`heartbeat`: the interval the sweep's workers beat at (`sweep --heartbeat`);
+    a running trial silent for twice that is stale."""
     from noisebench.tune import default_storage, stored_finals
 
     specs = [
@@ -71,12 +82,13 @@ def sweep_status(
     done = (
         stored_finals(store, names, tuple(range(suite.final_seeds))) if records else {}
     )
-    trials = _finished_trials(storage or default_storage(store), set(names))
+    trials = _study_trials(storage or default_storage(store), set(names), heartbeat)
     cells = []
     for cell, spec, name in zip(suite.cells(), specs, names):
         rows = records.get(name, [])
         free = _has_free_params(spec)
-        finished = trials.get(name, 0)
+        counts = trials.get(name, Trials())
+        finished = counts.finished
         if done.get(name):
             state = DONE
         elif free and finished < suite.trials:
@@ -86,7 +98,14 @@ def sweep_status(
         hours = sum(r["wall_time_s"] or 0.0 for r in rows) / 3600
         cells.append(
             CellStatus(
-                cell, name, state, finished if free else None, suite.trials, hours
+                cell,
+                name,
+                state,
+                finished if free else None,
+                suite.trials,
+                hours,
+                counts.running,
+                counts.stale,
             )
         )
     return SweepStatus(suite, tuple(cells))
@@ -124,15 +143,15 @@ def _records_by_study(store: Path, names: set[str]) -> dict[str, list[dict[str, 
     return by_study
 
 
-def _finished_trials(url: str, names: set[str]) -> dict[str, int]:
-    """Finished (completed or pruned) trials per study that exists in the storage,
-    read without creating the database or its tables."""
+def _study_trials(url: str, names: set[str], heartbeat: int) -> dict[str, Trials]:
+    """Trials per study that exists in the storage, read without creating the
+    database or its tables, or failing any stale trial (a running sweep does that)."""
     import optuna
     import sqlalchemy.exc
     from optuna.trial import TrialState
 
     from noisebench.errors import UserError
-    from noisebench.tune import quiet_optuna, redact
+    from noisebench.tune import HeartbeatStorage, quiet_optuna, redact
 
     if (
         url.startswith("sqlite:///")
@@ -141,18 +160,24 @@ def _finished_trials(url: str, names: set[str]) -> dict[str, int]:
         return {}
     quiet_optuna()
     try:
-        storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
-        present = names & set(optuna.get_all_study_names(storage))
-        return {
-            name: len(
-                storage.get_all_trials(
-                    storage.get_study_id_from_name(name),
-                    deepcopy=False,
-                    states=(TrialState.COMPLETE, TrialState.PRUNED),
-                )
+        storage = HeartbeatStorage(
+            url,
+            skip_table_creation=True,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+        )
+        counts = {}
+        for name in names & set(optuna.get_all_study_names(storage)):
+            study_id = storage.get_study_id_from_name(name)
+            states = [t.state for t in storage.get_all_trials(study_id, deepcopy=False)]
+            counts[name] = Trials(
+                finished=sum(
+                    s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states
+                ),
+                running=states.count(TrialState.RUNNING),
+                stale=len(storage._get_stale_trial_ids(study_id)),
             )
-            for name in present
-        }
+        return counts
     except (
         sqlalchemy.exc.SQLAlchemyError,
         optuna.exceptions.StorageInternalError,
@@ -184,6 +209,8 @@ def status_json(status: SweepStatus) -> dict[str, Any]:
                 "trials": c.trials,
                 "budget": c.budget,
                 "hours": c.hours,
+                "running": c.running,
+                "stale": c.stale,
             }
             for c in status.cells
         ],

@@ -197,7 +197,7 @@ def open_storage(url: str, *, heartbeat: int, max_retry: int | None = 3):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
         try:
-            storage = _Storage(
+            storage = HeartbeatStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
@@ -224,7 +224,7 @@ def open_storage(url: str, *, heartbeat: int, max_retry: int | None = 3):
             raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
 
 
-class _Storage(optuna.storages.RDBStorage):
+class HeartbeatStorage(optuna.storages.RDBStorage):
     """RDBStorage whose stale trials include those of a worker that died before its
     first heartbeat.
 

@@ -154,3 +154,46 @@ def test_an_unreadable_storage_is_a_one_line_error(swept):
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot read storage") and "pw" not in line
+
+
+# held by hand with `ask`, not `optimize`, so that no heartbeat thread keeps them alive
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_trials_of_a_stopped_worker_are_marked_stale(tmp_path):
+    """Three trials held at once: one whose worker beat and then went silent, one
+    whose worker died before its first beat, and one beating now. With a 1 s heartbeat,
+    silence for over 2 s is stale (SQLite's clock counts whole seconds, hence 3.2 s)."""
+    import time
+
+    import optuna
+
+    suite = load_suite(
+        write_suite(tmp_path, "held", methods=["ls"], rates=[0.2]), tmp_path
+    )
+    (study,) = (c.study for c in sweep_status(suite, store=tmp_path).cells)
+    storage = open_storage(default_storage(tmp_path), heartbeat=1)
+    held = optuna.create_study(study_name=study, storage=storage)
+    silenced = held.ask()
+    storage.record_heartbeat(silenced._trial_id)
+    held.ask()  # never beats
+    time.sleep(3.2)
+    beating = held.ask()
+    storage.record_heartbeat(beating._trial_id)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+
+    (cell,) = sweep_status(suite, store=tmp_path, heartbeat=1).cells
+    assert (cell.state, cell.trials, cell.running, cell.stale) == (TUNING, 0, 3, 2)
+    # with the default 10 s heartbeat none has been silent long enough
+    (patient,) = sweep_status(suite, store=tmp_path).cells
+    assert (patient.running, patient.stale) == (3, 0)
+
+    args = ["sweep", "--suite", suite.name, "--store", str(tmp_path), "--status"]
+    result = CliRunner().invoke(app, [*args, "--heartbeat", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"0/{suite.trials}!" in result.output
+    assert "1 trials running now" in result.output
+    assert "!: 2 trials held by a worker that stopped" in result.output
+    report = json.loads(
+        CliRunner().invoke(app, [*args, "--heartbeat", "1", "--json"]).stdout
+    )
+    assert [(c["running"], c["stale"]) for c in report["cells"]] == [(3, 2)]
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before

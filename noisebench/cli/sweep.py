@@ -38,7 +38,7 @@ def sweep(
 
     store = store or default_store()
     if status:  # reads the store and the storage, writes neither
-        show_status(load_suite(suite, store), store, storage, as_json)
+        show_status(load_suite(suite, store), store, storage, heartbeat, as_json)
         return
     check_store(store)  # created once every cell is validated
     plan = load_suite(suite, store)
@@ -86,7 +86,9 @@ def sweep(
     )
 
 
-def show_status(plan, store, storage: str | None, as_json: bool) -> None:
+def show_status(
+    plan, store, storage: str | None, heartbeat: int, as_json: bool
+) -> None:
     from rich import box
     from rich.table import Table
 
@@ -99,7 +101,7 @@ def show_status(plan, store, storage: str | None, as_json: bool) -> None:
         sweep_status,
     )
 
-    report = sweep_status(plan, store=store, storage=storage)
+    report = sweep_status(plan, store=store, storage=storage, heartbeat=heartbeat)
     if as_json:
         print(options.dumps(status_json(report)))
         return
@@ -115,7 +117,7 @@ def show_status(plan, store, storage: str | None, as_json: bool) -> None:
         name = c.cell.method + (" (est. T)" if c.cell.transition == "estimated" else "")
         mark = {DONE: "done", FINAL: "fin", NOT_STARTED: "·"}.get(
             c.state, f"{c.trials}/{c.budget}"
-        )
+        ) + ("!" if c.stale else "")
         rows.setdefault(name, {})[(c.cell.noise_type, c.cell.rate)] = mark
     for name, marks in rows.items():
         table.add_row(name, *(marks.get(s, "") for s in settings))
@@ -130,13 +132,20 @@ def show_status(plan, store, storage: str | None, as_json: bool) -> None:
         if left is None
         else f"about {duration(left)} left at the pace of the done cells"
     )
+    running = sum(c.running - c.stale for c in report.cells)
+    stale = sum(c.stale for c in report.cells)
     console.print(
         f"{report.count(DONE)} done, {report.count(FINAL)} at their final runs (fin), "
         f"{report.count(TUNING)} tuning (trials finished/budget), "
-        f"{report.count(NOT_STARTED)} not started. "
+        f"{report.count(NOT_STARTED)} not started; {running} trials running now. "
         f"{duration(sum(c.hours for c in report.cells))} of runs so far; {pace} "
         "(one worker's time: divide by the workers)."
     )
+    if stale:
+        console.print(
+            f"!: {stale} trials held by a worker that stopped (no heartbeat for "
+            f"{2 * heartbeat} s); the next worker to reach the cell runs them again."
+        )
 
 
 def duration(hours: float) -> str:
