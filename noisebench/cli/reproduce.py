@@ -63,6 +63,14 @@ def reproduce(
             "(to judge a claim again under a fixed rule without training).",
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Check that every report in --reports (or NAME's) is what its stored "
+            "runs give, training nothing; exit 1 if one is not.",
+        ),
+    ] = False,
     as_json: options.Json = False,
 ) -> None:
     """Run a preset's arms through the engine and store, judge the claim, write the report."""
@@ -88,6 +96,9 @@ def reproduce(
         else:
             for p in rows:
                 print(f"{p.name}: {p.claim}")
+        return
+    if check:
+        check_reports(reports, store, name, as_json)
         return
     if name is None:
         raise UserError("name a preset, or --list them")
@@ -146,3 +157,46 @@ def reproduce(
     print(
         f"{name} on {dataset}: the claim {result.verdict.outcome} ({seeds} seeds); report: {path}"
     )
+
+
+def check_reports(reports: Path, store: Path, name: str | None, as_json: bool) -> None:
+    from noisebench.errors import UserError
+    from noisebench.reproduce import get_preset
+    from noisebench.reproduce.check import CURRENT, FAILING
+    from noisebench.reproduce.check import check_reports as check_all
+
+    if name is not None:
+        get_preset(name)  # an unknown name is an error, not an empty check
+    if not reports.is_dir():
+        raise UserError(f"no reports folder at {reports}")
+    results = check_all(reports, store, preset=name)
+    failing = [r for r in results if r.state in FAILING]
+    if as_json:
+        print(
+            options.dumps(
+                {
+                    "reports": [
+                        {"report": r.path.name, "state": r.state, "reason": r.reason}
+                        for r in results
+                    ],
+                    "failing": len(failing),
+                }
+            )
+        )
+    else:
+        width = max((len(r.state) for r in results), default=0)
+        for r in results:
+            reason = f": {r.reason}" if r.reason else ""
+            print(f"{r.state:<{width}}  {r.path.name}{reason}")
+        current = sum(r.state == CURRENT for r in results)
+        print(
+            f"{current} of {len(results)} reports current, {len(failing)} failing"
+            + (
+                "; rewrite them with the command each names (`noisebench reproduce"
+                " NAME ... --any-commit`)"
+                if failing
+                else ""
+            )
+        )
+    if failing:
+        raise typer.Exit(1)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from noisebench.errors import UserError
 from noisebench.registry import Registry
 from noisebench.reproduce.core import Arm, Preset, Records, Setting, Verdict, judge
 from noisebench.reproduce.presets import PRESETS as _BUILTIN
@@ -37,12 +38,25 @@ class Result:
     verdict: Verdict
 
 
+class MissingRuns(UserError):
+    """An arm whose runs are not in the store, where nothing may train."""
+
+
 def reproduce(
-    name: str, setting: Setting, store: Path, *, on_arm=None, any_commit: bool = False
+    name: str,
+    setting: Setting,
+    store: Path,
+    *,
+    on_arm=None,
+    any_commit: bool = False,
+    stored_only: bool = False,
 ) -> Result:
     """Run every arm of preset `name` on `setting` (each validated before any trains),
     reusing the records already in `store` (made by this commit, or by any with
-    `any_commit`), and judge the claim."""
+    `any_commit`), and judge the claim. With `stored_only`, judge the runs that any
+    commit of this engine revision stored, train nothing and write nothing, and raise
+    MissingRuns for an arm the store lacks (a preset that measures the models cannot
+    be judged so: its values are not stored)."""
     from noisebench.experiment import prepare
     from noisebench.runs import evaluate
     from noisebench.tune import tune, tuning_run
@@ -58,13 +72,42 @@ def reproduce(
     for i, (arm, ready) in enumerate(zip(arms, prepared, strict=True)):
         if on_arm is not None:
             on_arm(i, len(arms), arm)
-        if arm.trials:
+        if stored_only:
+            if preset.probe is not None:
+                raise ValueError(f"{name} measures the trained models: it must train")
+            records[arm.label] = _stored(arm, ready, store)
+        elif arm.trials:
             records[arm.label] = tune(tune_spec(arm, store), store=store).final
         elif preset.probe is not None:
             records[arm.label] = _probed(preset, ready, store)
         else:
             records[arm.label] = evaluate(ready, store, any_commit=any_commit).records
     return Result(preset, setting, arms, records, judge(records, preset.parts(records)))
+
+
+def _stored(arm: Arm, prepared, store: Path) -> list[dict]:
+    """The arm's records, one per seed, as a rerun with `--any-commit` would reuse
+    them (a tuned arm's: its study's final runs), or MissingRuns."""
+    from noisebench.records import stored_runs
+    from noisebench.tune import final_records, study_name
+
+    if arm.trials:
+        spec = tune_spec(arm, store)
+        study = spec.study or study_name(spec, prepared)
+        found = final_records(store, study, spec.final_seed_range)
+        if found is None:
+            raise MissingRuns(
+                f"arm '{arm.label}': the store lacks the final runs of study '{study}'"
+            )
+        return found
+    done = stored_runs(prepared, store, any_commit=True)
+    missing = [seed for seed in prepared.spec.seeds if seed not in done]
+    if missing:
+        seeds = ", ".join(map(str, missing))
+        raise MissingRuns(
+            f"arm '{arm.label}': the store lacks the runs of seeds {seeds}"
+        )
+    return [done[seed] for seed in prepared.spec.seeds]
 
 
 def _probed(preset: Preset, prepared, store: Path) -> list[dict]:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from noisebench.leaderboard.markdown import describe_setup, md_escape
 from noisebench.reproduce import Result
-from noisebench.reproduce.core import ALPHA
+from noisebench.reproduce.core import (
+    ALPHA,
+    BEATS,
+    MATCHES,
+    NO_WORSE,
+    Setting,
+    Verdict,
+)
 
 METRIC_NAMES = {
     "test_acc": "clean test accuracy, last epoch (%)",
@@ -32,6 +39,49 @@ def report_name(result: Result) -> str:
     if setting.first_seed:
         name += f"-seeds{setting.seed_range[0]}-{setting.seed_range[-1]}"
     return name
+
+
+# what each kind of part means, said in a report only when one of its parts is of it
+TEST_WORDS = {
+    BEATS: (
+        "A directional part holds when the first arm is significantly better and fails"
+        " when the second is."
+    ),
+    MATCHES: (
+        "An equivalence part (±margin) holds when both one-sided tests reject a larger"
+        " difference (TOST), and fails when the difference is significantly beyond the"
+        " margin."
+    ),
+    NO_WORSE: (
+        'A non-inferiority part ("less than the margin below, or above") holds when'
+        " its 95% CI lies wholly above −margin (its p, one-sided, below α/2) and fails"
+        " when it lies wholly below."
+    ),
+}
+
+
+def rule_text(verdict: Verdict) -> str:
+    kinds = dict.fromkeys(r.part.test for r in verdict.parts)
+    base = (
+        f"paired t-tests over the runs that share a noise seed, α = {ALPHA:g}. The"
+        " claim holds when every part below holds, does not hold when any part does"
+        " not, and is inconclusive otherwise."
+    )
+    return " ".join([base, *(TEST_WORDS[k] for k in kinds)])
+
+
+def command(name: str, setting: Setting) -> str:
+    """The command that writes this report from the runs in its store: the setting's
+    options, the defaults among them spelled out so that the line alone says it."""
+    words = ["noisebench reproduce", name, "--dataset", setting.dataset]
+    words += ["--seeds", str(setting.seeds)]
+    if setting.first_seed:
+        words += ["--first-seed", str(setting.first_seed)]
+    if setting.model is not None:
+        words += ["--model", setting.model]
+    if setting.epochs is not None:
+        words += ["--epochs", str(setting.epochs)]
+    return " ".join([*words, "--any-commit"])
 
 
 def _stat(records, metric: str) -> str:
@@ -67,24 +117,18 @@ def render(result: Result, figure: str | None) -> str:
             else "."
         ),
         "",
-        (
-            "**Rule** (fixed in `noisebench/reproduce/presets.py` before any run): paired"
-            f" t-tests over the runs that share a noise seed, α = {ALPHA:g}. The claim holds"
-            " when every part below holds, does not hold when any part does not, and is"
-            " inconclusive otherwise. A directional part holds when the first arm is"
-            " significantly better and fails when the second is; an equivalence part"
-            " (±margin) holds when both one-sided tests reject a larger difference (TOST);"
-            ' a non-inferiority part ("less than the margin below, or above") holds'
-            " when its 95% CI lies wholly above −margin (its p, one-sided, below α/2)"
-            " and fails when it lies wholly below."
-        ),
+        "**Rule** (fixed in `noisebench/reproduce/presets.py` before any run): "
+        + rule_text(verdict),
         *(["", f"**Rule amended.** {preset.amended}"] if preset.amended else []),
         "",
-        (
-            "Each part's 95% confidence interval places the difference; for a"
-            " directional part, *detectable* is the smallest true difference these seeds"
-            " would find 80% of the time at the spread they show: a smaller effect can"
-            " hide in an inconclusive part, and more seeds shrink it roughly as 1/√seeds."
+        "Each part's 95% confidence interval places the difference"
+        + (
+            "; for a directional part, *detectable* is the smallest true difference"
+            " these seeds would find 80% of the time at the spread they show: a smaller"
+            " effect can hide in an inconclusive part, and more seeds shrink it roughly"
+            " as 1/√seeds."
+            if any(r.part.test == BEATS for r in verdict.parts)
+            else "."
         ),
         "",
         "| part | rule | mean difference | 95% CI | detectable | p | pairs | outcome |",
@@ -113,6 +157,7 @@ def render(result: Result, figure: str | None) -> str:
         (
             f"Setup: {md_escape(describe_setup(_identity(first)))}; dataset"
             f" {md_escape(setting.dataset)}. Cells: mean ± std over seeds (finished seeds)."
+            f" Runs made on {made_on(result)}."
         ),
         "",
         "| arm | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics) + " |",
@@ -126,7 +171,35 @@ def render(result: Result, figure: str | None) -> str:
         out += ["", f"**The paper's figures.** {preset.paper_figures}"]
     if figure:
         out += ["", f"![{preset.name}]({figure})"]
+    how = f"`{command(preset.name, setting)}`"
+    out += [
+        "",
+        (
+            f"This page is what {how} writes; it trains the arms again, since it"
+            " measures the trained models, so `noisebench reproduce --check` cannot"
+            " check it without training."
+            if preset.probe is not None
+            else f"This page is what {how} writes from the arms' stored runs;"
+            " `noisebench reproduce --check` says whether it still is."
+        ),
+    ]
     return "\n".join(out) + "\n"
+
+
+def made_on(result: Result) -> str:
+    """Which machines made the arms' runs, with counts: where runs of one report come
+    from several (a shared arm retrained elsewhere), the reader sees it, since training
+    noise differs between machines and kernels."""
+    from collections import Counter
+
+    devices = Counter(
+        r.get("device_name") or r.get("device") or "unknown"
+        for records in result.records.values()
+        for r in records
+    )
+    return ", ".join(
+        f"{md_escape(name)} ({count} runs)" for name, count in sorted(devices.items())
+    )
 
 
 def _difference(diff: float, metric: str) -> str:
@@ -149,12 +222,15 @@ def _identity(spec) -> str:
 
 
 def figure_of(result: Result):
-    """The report's line plot (metric against the preset's x, one line per group), or
-    None when the preset has none."""
+    """The report's figure as a Drawing (called, it draws it), or None when the preset
+    has none: its own drawing, or a line plot of a metric against the preset's x, one
+    line per group."""
+    from functools import partial
+
     from noisebench.leaderboard.plots import Series, figure_small_multiples
 
     if result.preset.draw is not None:
-        return result.preset.draw(result)
+        return partial(result.preset.draw, result)
     if result.preset.figure is None:
         return None
     xlabel, metric = result.preset.figure
@@ -177,7 +253,8 @@ def figure_of(result: Result):
     ]
     if not series:
         return None
-    return figure_small_multiples(
+    return partial(
+        figure_small_multiples,
         series,
         title=f"{result.preset.name} on {result.setting.dataset}",
         ylabel=METRIC_NAMES.get(metric, metric),
@@ -187,20 +264,22 @@ def figure_of(result: Result):
 
 
 def write(result: Result, folder: Path) -> Path:
-    """Write the report (and its figure) under `folder`; return the markdown's path."""
+    """Write the report (and its figure) under `folder`; return the markdown's path.
+    The figure carries a digest of what it draws, which `check` compares."""
+    from noisebench.leaderboard.figures import drawing_key
     from noisebench.leaderboard.plots import save
     from noisebench.store import temporary_path
 
     folder.mkdir(parents=True, exist_ok=True)
     name = report_name(result)
-    fig = figure_of(result)
-    if fig is not None:
-        save(fig, folder / f"{name}.png")
+    drawing = figure_of(result)
+    if drawing is not None:
+        save(drawing(), folder / f"{name}.png", key=drawing_key(drawing))
     path = folder / f"{name}.md"
     tmp = temporary_path(path)
     try:
         with open(tmp, "x", encoding="utf-8") as f:
-            f.write(render(result, f"{name}.png" if fig is not None else None))
+            f.write(render(result, f"{name}.png" if drawing is not None else None))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
