@@ -110,17 +110,24 @@ def check_report(path: Path, store: Path) -> ReportCheck:
 
 
 def first_difference(old: str, new: str) -> str:
-    """Where two texts first differ, shortly: the line number and both versions."""
+    """Where two texts first differ, shortly: the line, and both versions from a little
+    before the first character that differs."""
     old_lines, new_lines = old.splitlines(), new.splitlines()
     for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=False), start=1):
         if a != b:
-            return f"line {i} is now {_short(b)!r}, was {_short(a)!r}"
+            at = next(
+                (c for c, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            start = max(0, at - 20)
+            return f"line {i} is now '{_short(b, start)}', was '{_short(a, start)}'"
     shorter = min(len(old_lines), len(new_lines)) + 1
     return f"line {shorter} on: {len(new_lines) - len(old_lines):+d} lines"
 
 
-def _short(line: str, width: int = 70) -> str:
-    return line if len(line) <= width else line[: width - 1] + "…"
+def _short(line: str, start: int, width: int = 60) -> str:
+    part = ("…" if start else "") + line[start:]
+    return part if len(part) <= width else part[: width - 1] + "…"
 
 
 def check_reports(
