@@ -190,7 +190,7 @@ def test_trials_of_a_stopped_worker_are_marked_stale(tmp_path):
     result = CliRunner().invoke(app, [*args, "--heartbeat", "1"])
     assert result.exit_code == 0, result.output
     assert f"0/{suite.trials}!" in result.output
-    assert "1 trials running now" in result.output
+    assert "1 trial running now" in result.output
     assert "!: 2 trials held by a worker that stopped" in result.output
     report = json.loads(
         CliRunner().invoke(app, [*args, "--heartbeat", "1", "--json"]).stdout

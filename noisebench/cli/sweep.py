@@ -137,15 +137,19 @@ def show_status(
     console.print(
         f"{report.count(DONE)} done, {report.count(FINAL)} at their final runs (fin), "
         f"{report.count(TUNING)} tuning (trials finished/budget), "
-        f"{report.count(NOT_STARTED)} not started; {running} trials running now. "
+        f"{report.count(NOT_STARTED)} not started; {plural(running, 'trial')} running now. "
         f"{duration(sum(c.hours for c in report.cells))} of runs so far; {pace} "
         "(one worker's time: divide by the workers)."
     )
     if stale:
         console.print(
-            f"!: {stale} trials held by a worker that stopped (no heartbeat for "
+            f"!: {plural(stale, 'trial')} held by a worker that stopped (no heartbeat for "
             f"{2 * heartbeat} s); the next worker to reach the cell runs them again."
         )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def duration(hours: float) -> str:
