@@ -57,6 +57,13 @@ class SweepStatus:
             if c.state != DONE
         )
 
+    def unmeasured(self) -> list[str]:
+        """Methods with work left and no done cell: `hours_left` takes them at the mean
+        of every done cell, which runs low for a costlier method."""
+        done = {c.cell.method for c in self.cells if c.state == DONE}
+        left = (c.cell.method for c in self.cells if c.state != DONE)
+        return [m for m in dict.fromkeys(left) if m not in done]
+
 
 @dataclass(frozen=True)
 class Trials:
@@ -218,4 +225,5 @@ def status_json(status: SweepStatus) -> dict[str, Any]:
         "total": len(status.cells),
         "hours_spent": sum(c.hours for c in status.cells),
         "hours_left": left,
+        "unmeasured": status.unmeasured(),
     }

@@ -110,6 +110,8 @@ def test_the_pace_falls_back_to_every_done_cell_for_a_method_with_none_done(swep
     partial = replace(status, cells=tuple(cells))
     ls_mean = fmean([cells[0].hours, cells[1].hours])
     assert partial.hours_left() == pytest.approx(2 * ls_mean)
+    # and the estimate says which methods it guessed at
+    assert partial.unmeasured() == ["flip"] and status.unmeasured() == []
 
 
 def test_the_cli_prints_the_grid_and_json_and_writes_nothing(swept):

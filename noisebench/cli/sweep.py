@@ -131,15 +131,21 @@ def show_status(
         "no cell is done yet to measure the pace"
         if left is None
         else f"about {duration(left)} left at the pace of the done cells"
+        " (one worker's time: divide by the workers)"
     )
+    guessed = report.unmeasured()
+    if left is not None and guessed:
+        pace += (
+            f". Having no cell done, {', '.join(guessed)} count at the mean of every"
+            " done cell: a costlier method makes the estimate low"
+        )
     running = sum(c.running - c.stale for c in report.cells)
     stale = sum(c.stale for c in report.cells)
     console.print(
         f"{report.count(DONE)} done, {report.count(FINAL)} at their final runs (fin), "
         f"{report.count(TUNING)} tuning (trials finished/budget), "
         f"{report.count(NOT_STARTED)} not started; {plural(running, 'trial')} running now. "
-        f"{duration(sum(c.hours for c in report.cells))} of runs so far; {pace} "
-        "(one worker's time: divide by the workers)."
+        f"{duration(sum(c.hours for c in report.cells))} of runs so far; {pace}."
     )
     if stale:
         console.print(
