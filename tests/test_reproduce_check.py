@@ -213,6 +213,12 @@ def test_a_page_naming_no_command_is_stale_and_a_preset_filter_applies(copy):
     only = check_reports(reports, store, preset="disturblabel-vs-ls")
     assert [r.path.name for r in only] == ["disturblabel-vs-ls-digits.md"]
     assert invoke("reproduce", "nonesuch", "--check").exit_code == 2
+    # a folder, or a preset, without reports is an error, never a pass
+    (store.parent / "empty").mkdir()
+    for args in (["--reports", str(store.parent / "empty")], ["wei-negative"]):
+        result = check(store, reports, *args)
+        assert result.exit_code == 2
+        assert result.stderr.strip().startswith("error: no reports")
 
 
 def test_the_committed_reports_are_what_their_stored_runs_give():

@@ -170,6 +170,9 @@ def check_reports(reports: Path, store: Path, name: str | None, as_json: bool) -
     if not reports.is_dir():
         raise UserError(f"no reports folder at {reports}")
     results = check_all(reports, store, preset=name)
+    if not results:  # checking nothing must not read as a pass
+        of = f" of {name}" if name else ""
+        raise UserError(f"no reports{of} in {reports}")
     failing = [r for r in results if r.state in FAILING]
     if as_json:
         print(
