@@ -154,3 +154,18 @@ def test_the_ci_as_run_rows_are_the_configuration_the_script_runs(setup, monkeyp
         assert config_hash(from_suite) == config_hash(from_cli)
         assert from_suite.spec.seeds == from_cli.spec.seeds == (0, 1, 2, 3, 4)
         assert from_suite.spec.phase == from_cli.spec.phase == "evaluate"
+
+
+def test_the_committed_page_is_what_the_committed_runs_give():
+    """`noisebench leaderboard --check` on the committed board: a change to how the
+    page renders, or shards copied in without rendering, fails here and not only in a
+    method pull request's CI."""
+    from typer.testing import CliRunner
+
+    from noisebench.cli import app
+
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--check", "--store", str(ROOT / "leaderboard")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "README.md is up to date" in result.output
