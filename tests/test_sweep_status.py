@@ -158,6 +158,14 @@ def test_an_unreadable_storage_is_a_one_line_error(swept):
     assert line.startswith("error: cannot read storage") and "pw" not in line
 
 
+def test_a_heartbeat_below_one_second_is_refused(swept):
+    store, suite = swept
+    args = ["sweep", "--suite", suite.name, "--store", str(store), "--status"]
+    result = CliRunner().invoke(app, [*args, "--heartbeat", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --heartbeat must be >= 1 second, got 0"
+
+
 # held by hand with `ask`, not `optimize`, so that no heartbeat thread keeps them alive
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_trials_of_a_stopped_worker_are_marked_stale(tmp_path):

@@ -32,10 +32,13 @@ def sweep(
     as_json: options.Json = False,
 ) -> None:
     """Tune and run every method x noise cell of a suite; skip cells already done."""
+    from noisebench.errors import UserError
     from noisebench.store import check_store, default_store
     from noisebench.sweep import describe, load_suite
     from noisebench.sweep import sweep as run_sweep
 
+    if heartbeat < 1:  # before --status too, which judges staleness by it
+        raise UserError(f"--heartbeat must be >= 1 second, got {heartbeat}")
     store = store or default_store()
     if status:  # reads the store and the storage, writes neither
         show_status(load_suite(suite, store), store, storage, heartbeat, as_json)
