@@ -83,6 +83,9 @@ def test_a_command_quoted_elsewhere_or_mangled_is_not_read():
     assert parse_command(bad) is None
     odd = "This page is what `noisebench reproduce ls --colour red` writes"
     assert parse_command(odd) is None
+    for values in ("--seeds 0", "--seeds 5 --first-seed -3", "--seeds 5 --epochs 0"):
+        line = f"This page is what `noisebench reproduce ls {values}` writes"
+        assert parse_command(line) is None, values
 
 
 def test_the_rule_explains_only_the_kinds_of_part_a_report_has():

@@ -64,6 +64,13 @@ def parse_command(text: str) -> tuple[str, Setting] | None:
         )
     except ValueError:
         return None
+    epochs = setting.epochs
+    if (
+        setting.seeds < 2
+        or setting.first_seed < 0
+        or (epochs is not None and epochs < 1)
+    ):
+        return None  # no command of noisebench's writes these
     return match["name"], setting
 
 
